@@ -1,0 +1,69 @@
+"""Fast bulk loading inside the caller's transaction: COPY on PostgreSQL, executemany on SQLite.
+
+Used by importers (stage a file's rows, then validate and merge them with set-based SQL) and by
+the suggestion writer. Rows are tuples in column order; nothing is committed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+
+def dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def create_temp_table(session: Session, name: str, columns: Sequence[tuple[str, str]]) -> None:
+    """Create (or empty) a per-connection temporary table ``name`` with ``(column, sql type)`` pairs.
+
+    On PostgreSQL it is dropped at commit; on SQLite it lives in the connection's temp schema.
+    """
+    cols = ", ".join(f"{c} {t}" for c, t in columns)
+    conn = session.connection()
+    if dialect(session) == "postgresql":
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+    else:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({cols})")
+
+
+def load_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Append ``rows`` to ``table``: COPY … FROM STDIN on PostgreSQL, executemany on SQLite.
+
+    Returns:
+        The number of rows written.
+    """
+    conn = session.connection()
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    n = 0
+    if dialect(session) == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                n += 1
+        return n
+    marks = ", ".join("?" for _ in columns)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    cur = raw.cursor()
+    try:
+        batch: list[Sequence[Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 50_000:
+                cur.executemany(sql, batch)
+                n += len(batch)
+                batch = []
+        if batch:
+            cur.executemany(sql, batch)
+            n += len(batch)
+    finally:
+        cur.close()
+    return n
+
+
+__all__ = ["create_temp_table", "dialect", "load_rows"]

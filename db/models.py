@@ -1,0 +1,340 @@
+"""The label store: SQLAlchemy 2.0 typed models.
+
+Encoding: a ``Label`` row exists only for an annotated (image, class) cell and holds ``value`` 1
+(positive) or 0 (negative). Unknown = no row, so 9M images × 600 classes stay sparse.
+Every change to a label appends a ``LabelEvent`` (before/after: 1, 0 or NULL for unknown).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        dt.datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+    }
+
+
+class Split(enum.StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class LabelSource(enum.StrEnum):
+    IMPORT = "import"
+    REVIEW = "review"
+    EDIT = "edit"
+
+
+class SuggestionStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+
+
+class RunKind(enum.StrEnum):
+    PRIOR = "prior"
+    TARGET = "target"
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _enum_check(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Dataset(Base):
+    """A labelled image collection. ``image_root`` is the folder image paths are relative to."""
+
+    __tablename__ = "dataset"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    image_root: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class LabelClass(Base):
+    """A class of a dataset: a stable ``key`` (e.g. an OpenImages MID) and a display name.
+
+    Display names are not unique (OpenImages V6 repeats 12 of them); ``key`` is, per dataset.
+    ``position`` is the column index of the class in (N, C) arrays.
+    """
+
+    __tablename__ = "label_class"
+    __table_args__ = (UniqueConstraint("dataset_id", "key"), UniqueConstraint("dataset_id", "position"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(300))
+    display_name: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Image(Base):
+    """An image of a dataset; ``path`` is relative to the dataset's ``image_root``."""
+
+    __tablename__ = "image"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "external_id"),
+        CheckConstraint(_enum_check("split", Split), name="split"),
+        Index(None, "dataset_id", "split", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(300))
+    path: Mapped[str] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[str] = mapped_column(String(8), default=Split.TRAIN.value)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Label(Base):
+    """One annotated cell: ``value`` 1 = positive, 0 = negative. Unknown cells have no row.
+
+    ``version`` starts at 1 and grows by one on every change (optimistic concurrency).
+    """
+
+    __tablename__ = "label"
+    __table_args__ = (
+        CheckConstraint("value IN (0, 1)", name="value"),
+        # Per-class statistics (GROUP BY class_id, value) as an index-only scan.
+        Index(None, "class_id", "value"),
+    )
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class LabelEvent(Base):
+    """Append-only audit log: one row per change of one cell.
+
+    ``before`` / ``after`` are 1, 0 or NULL (unknown). ``reason`` says why, e.g.
+    ``import labels.csv`` or ``accepted suggestion 17``.
+    """
+
+    __tablename__ = "label_event"
+    __table_args__ = (
+        Index(None, "image_id", "class_id", "id"),
+        Index(None, "dataset_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    class_id: Mapped[int] = mapped_column(BigInteger)
+    before: Mapped[int | None] = mapped_column(SmallInteger)
+    after: Mapped[int | None] = mapped_column(SmallInteger)
+    author: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    suggestion_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelRun(Base):
+    """One trained model: the temporary ``prior`` model or the ``target`` model of a cycle.
+
+    ``config``: the frozen training config; ``metrics``: e.g. ``{"partial_map": 71.3}``;
+    ``artifacts``: file paths; ``timings``: seconds per stage.
+    """
+
+    __tablename__ = "model_run"
+    __table_args__ = (
+        CheckConstraint(_enum_check("kind", RunKind), name="kind"),
+        CheckConstraint(_enum_check("status", RunStatus), name="status"),
+        Index(None, "dataset_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
+    cycle: Mapped[int] = mapped_column(Integer, default=1)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_run.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class RunClassStat(Base):
+    """Per run and class: naive and model-based prior, the prior used, and validation AP (0–1)."""
+
+    __tablename__ = "run_class_stat"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("model_run.id", ondelete="CASCADE"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"), primary_key=True)
+    prior_naive: Mapped[float | None] = mapped_column(Float)
+    prior_model: Mapped[float | None] = mapped_column(Float)
+    prior_used: Mapped[float | None] = mapped_column(Float)
+    ap: Mapped[float | None] = mapped_column(Float)
+
+
+class Suggestion(Base):
+    """A likely-missing label: an unknown cell the model scores as probably positive.
+
+    ``score``: class-aware likelihood (higher = more likely a missing positive);
+    ``prob``: the model's probability; ``prior``: the class prior used.
+    """
+
+    __tablename__ = "suggestion"
+    __table_args__ = (
+        CheckConstraint(_enum_check("status", SuggestionStatus), name="status"),
+        UniqueConstraint("run_id", "image_id", "class_id"),
+        # The review queue: highest-score pending suggestion of a dataset (optionally of a class).
+        Index(
+            "ix_suggestion_queue",
+            "dataset_id",
+            text("score DESC"),
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_suggestion_class_queue",
+            "dataset_id",
+            "class_id",
+            text("score DESC"),
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(None, "dataset_id", "class_id", "status"),
+        Index(None, "image_id", "class_id"),
+        Index(None, "run_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("model_run.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    prob: Mapped[float] = mapped_column(Float)
+    prior: Mapped[float | None] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SuggestionStatus.PENDING.value)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claim_expires_at: Mapped[dt.datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Job(Base):
+    """Queued work for ``labelmend worker``: a cycle, an export, an embedding refresh.
+
+    ``progress`` in [0, 1]; ``heartbeat_at`` is refreshed while running — a stale heartbeat means
+    the worker died and the job is requeued.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(_enum_check("status", JobStatus), name="status"),
+        Index(None, "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+
+
+__all__ = [
+    "Base",
+    "Dataset",
+    "Image",
+    "Job",
+    "JobStatus",
+    "Label",
+    "LabelClass",
+    "LabelEvent",
+    "LabelSource",
+    "ModelRun",
+    "RunClassStat",
+    "RunKind",
+    "RunStatus",
+    "Split",
+    "Suggestion",
+    "SuggestionStatus",
+]

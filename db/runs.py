@@ -1,0 +1,221 @@
+"""Model runs, their per-class statistics, and their suggestions.
+
+A run's suggestions are written in the same transaction that marks it succeeded, so they appear
+all at once or not at all. Writing them supersedes older pending suggestions of the dataset and
+leaves out cells that were labelled meanwhile (an annotator decided them while the model trained).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from db.bulk import create_temp_table, load_rows
+from db.errors import NotFoundError
+from db.models import ModelRun, RunClassStat, RunStatus, Suggestion, SuggestionStatus, utcnow
+
+
+def create_run(
+    session: Session,
+    dataset_id: int,
+    kind: str,
+    config: dict[str, Any],
+    *,
+    parent_id: int | None = None,
+    job_id: int | None = None,
+) -> ModelRun:
+    """Start a run (status ``running``); its cycle number is one more than the dataset's last target run."""
+    last = session.scalar(
+        select(func.max(ModelRun.cycle)).where(ModelRun.dataset_id == dataset_id, ModelRun.kind == "target")
+    )
+    cycle = (last or 0) + 1
+    run = ModelRun(
+        dataset_id=dataset_id, kind=kind, config=dict(config), cycle=cycle, parent_id=parent_id, job_id=job_id
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> ModelRun:
+    run = session.get(ModelRun, run_id)
+    if run is None:
+        raise NotFoundError(f"model run {run_id} does not exist")
+    return run
+
+
+def latest_run(session: Session, dataset_id: int, kind: str = "target") -> ModelRun | None:
+    """The newest succeeded run of ``kind`` for the dataset."""
+    return session.scalars(
+        select(ModelRun)
+        .where(
+            ModelRun.dataset_id == dataset_id,
+            ModelRun.kind == kind,
+            ModelRun.status == RunStatus.SUCCEEDED.value,
+        )
+        .order_by(ModelRun.id.desc())
+        .limit(1)
+    ).first()
+
+
+def list_runs(session: Session, dataset_id: int, limit: int = 100) -> list[ModelRun]:
+    return list(
+        session.scalars(
+            select(ModelRun)
+            .where(ModelRun.dataset_id == dataset_id)
+            .order_by(ModelRun.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    *,
+    metrics: dict[str, Any] | None = None,
+    artifacts: dict[str, Any] | None = None,
+    timings: dict[str, Any] | None = None,
+) -> ModelRun:
+    run = get_run(session, run_id)
+    run.status = RunStatus.SUCCEEDED.value
+    run.metrics = {**(run.metrics or {}), **(metrics or {})}
+    run.artifacts = {**(run.artifacts or {}), **(artifacts or {})}
+    run.timings = {**(run.timings or {}), **(timings or {})}
+    run.finished_at = utcnow()
+    session.flush()
+    return run
+
+
+def fail_run(session: Session, run_id: int, error: str) -> None:
+    run = session.get(ModelRun, run_id)
+    if run is not None and run.status == RunStatus.RUNNING.value:
+        run.status = RunStatus.FAILED.value
+        run.error = error[:4000]
+        run.finished_at = utcnow()
+        session.flush()
+
+
+def write_class_stats(
+    session: Session,
+    run_id: int,
+    class_ids: Sequence[int],
+    *,
+    prior_naive: Sequence[float] | None = None,
+    prior_model: Sequence[float] | None = None,
+    prior_used: Sequence[float] | None = None,
+    ap: Sequence[float] | None = None,
+) -> None:
+    """Store per-class priors (probabilities in [0, 1]) and validation AP (0–1, NaN = not measurable)."""
+
+    def val(seq: Sequence[float] | None, i: int) -> float | None:
+        if seq is None:
+            return None
+        v = float(seq[i])
+        return None if np.isnan(v) else v
+
+    existing = {
+        s.class_id: s for s in session.scalars(select(RunClassStat).where(RunClassStat.run_id == run_id))
+    }
+    for i, cid in enumerate(class_ids):
+        row = existing.get(int(cid)) or RunClassStat(run_id=run_id, class_id=int(cid))
+        for name, seq in (
+            ("prior_naive", prior_naive),
+            ("prior_model", prior_model),
+            ("prior_used", prior_used),
+            ("ap", ap),
+        ):
+            if seq is not None:
+                setattr(row, name, val(seq, i))
+        session.add(row)
+    session.flush()
+
+
+def class_stats(session: Session, run_id: int) -> list[RunClassStat]:
+    return list(session.scalars(select(RunClassStat).where(RunClassStat.run_id == run_id)))
+
+
+def write_suggestions(
+    session: Session,
+    run_id: int,
+    *,
+    image_ids: np.ndarray,
+    class_ids: np.ndarray,
+    scores: np.ndarray,
+    probs: np.ndarray,
+    priors: np.ndarray | None = None,
+) -> int:
+    """Store a run's ranked suggestions as pending, superseding older pending ones of the dataset.
+
+    Args:
+        image_ids, class_ids: database ids, shape (K,), best first.
+        scores: class-aware likelihood, shape (K,) (higher = more likely a missing positive).
+        probs: model probability, shape (K,); priors: class prior per suggestion, shape (K,).
+
+    Returns:
+        The number of suggestions stored: cells that got a label meanwhile, or that a reviewer
+        already decided for this cell in an earlier run, are left out.
+    """
+    run = get_run(session, run_id)
+    k = len(image_ids)
+    if not (len(class_ids) == len(scores) == len(probs) == k):
+        raise ValueError("image_ids, class_ids, scores and probs must have the same length")
+    pri = priors if priors is not None else np.full(k, np.nan)
+    session.execute(
+        update(Suggestion)
+        .where(Suggestion.dataset_id == run.dataset_id, Suggestion.status == SuggestionStatus.PENDING.value)
+        .values(status=SuggestionStatus.SUPERSEDED.value, claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    create_temp_table(
+        session,
+        "stage_suggestion",
+        [
+            ("image_id", "BIGINT"),
+            ("class_id", "BIGINT"),
+            ("score", "DOUBLE PRECISION"),
+            ("prob", "DOUBLE PRECISION"),
+            ("prior", "DOUBLE PRECISION"),
+            ("rnk", "INTEGER"),
+        ],
+    )
+    rows = (
+        (int(i), int(c), float(s), float(p), None if np.isnan(q) else float(q), r + 1)
+        for r, (i, c, s, p, q) in enumerate(zip(image_ids, class_ids, scores, probs, pri, strict=True))
+    )
+    load_rows(session, "stage_suggestion", ["image_id", "class_id", "score", "prob", "prior", "rnk"], rows)
+    result = session.execute(
+        text(
+            """
+            INSERT INTO suggestion (run_id, dataset_id, image_id, class_id, score, prob, prior, rank,
+                                    status, version)
+            SELECT :run_id, :dataset_id, s.image_id, s.class_id, s.score, s.prob, s.prior, s.rnk,
+                   'pending', 1
+            FROM stage_suggestion s
+            WHERE NOT EXISTS (SELECT 1 FROM label l WHERE l.image_id = s.image_id AND l.class_id = s.class_id)
+              AND NOT EXISTS (SELECT 1 FROM suggestion d WHERE d.image_id = s.image_id
+                              AND d.class_id = s.class_id AND d.status IN ('accepted', 'rejected'))
+            ORDER BY s.rnk
+            """
+        ),
+        {"run_id": run_id, "dataset_id": run.dataset_id},
+    )
+    session.connection().exec_driver_sql("DROP TABLE IF EXISTS stage_suggestion")
+    return int(result.rowcount or 0)
+
+
+__all__ = [
+    "class_stats",
+    "create_run",
+    "fail_run",
+    "finish_run",
+    "get_run",
+    "latest_run",
+    "list_runs",
+    "write_class_stats",
+    "write_suggestions",
+]
