@@ -1,0 +1,1 @@
+"""The cycle, one module per step: load → priors → train → suggest → review → export."""

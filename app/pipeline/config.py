@@ -1,0 +1,72 @@
+"""The configuration of one retrain cycle: a frozen dataclass of primitives.
+
+It is stored with every run (``model_run.config``) and is the payload of a ``cycle`` job, so a
+resumed or re-run cycle rebuilds from what was saved, never from today's flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class TrainMode(enum.StrEnum):
+    HEAD = "head"  # frozen backbone, cached embeddings, head trains in seconds (CPU friendly)
+    FINETUNE = "finetune"  # the whole network (GPU)
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """Settings of one cycle (prior model → priors → target model → evaluation → suggestions).
+
+    Attributes:
+        dataset: dataset name.
+        backbone: any timm model name.
+        pretrained: ``"hub"`` (timm download), ``"none"``, or a local checkpoint path.
+        mode: ``head`` or ``finetune``.
+        loss: a loss preset name (``core.losses.list_losses()``).
+        prior: ``model`` (temporary ignore-mode model), ``naive`` (annotated positive rate) or
+            ``file:PATH`` (a ``Classes,avg_pred`` CSV).
+        epochs: training epochs of each model.
+        image_size: input size in px.
+        batch_size: images per step (fine-tune) — the head trains on cached embeddings.
+        lr: learning rate (Adam/AdamW).
+        folds: cross-fitting folds for scoring unknown cells (1 = none).
+        top_suggestions: how many suggestions to store.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        seed: random seed.
+        workers: DataLoader worker processes.
+    """
+
+    dataset: str
+    backbone: str = "resnet50"
+    pretrained: str = "hub"
+    mode: str = TrainMode.HEAD.value
+    loss: str = "csl"
+    prior: str = "model"
+    epochs: int = 30
+    image_size: int = 224
+    batch_size: int = 64
+    lr: float = 1e-3
+    folds: int = 1
+    top_suggestions: int = 5000
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CycleConfig:
+        """Rebuild from a stored dict; unknown keys are an error (a payload from another version)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(data) - names)
+        if extra:
+            raise ValueError(f"unknown cycle setting(s) {', '.join(extra)}; valid: {', '.join(sorted(names))}")
+        return cls(**data)
+
+
+__all__ = ["CycleConfig", "TrainMode"]
