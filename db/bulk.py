@@ -6,7 +6,8 @@ the suggestion writer. Rows are tuples in column order; nothing is committed her
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -47,6 +48,7 @@ def load_rows(session: Session, table: str, columns: Sequence[str], rows: Iterab
                 copy.write_row(row)
                 n += 1
         return n
+    rows = _sqlite_datetimes(rows)
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
     cur = raw.cursor()
@@ -64,6 +66,33 @@ def load_rows(session: Session, table: str, columns: Sequence[str], rows: Iterab
     finally:
         cur.close()
     return n
+
+
+def _sqlite_datetimes(rows: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+    """Write datetimes as SQLAlchemy's SQLite DateTime does (naive UTC text), not sqlite3's default."""
+    it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return
+    at = [i for i, v in enumerate(first) if isinstance(v, dt.datetime)]
+    if not at:
+        yield first
+        yield from it
+        return
+
+    def fix(row: Sequence[Any]) -> Sequence[Any]:
+        out = list(row)
+        for i in at:
+            v = out[i]
+            if isinstance(v, dt.datetime):
+                if v.tzinfo is not None:
+                    v = v.astimezone(dt.UTC).replace(tzinfo=None)
+                out[i] = v.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return out
+
+    yield fix(first)
+    for row in it:
+        yield fix(row)
 
 
 __all__ = ["create_temp_table", "dialect", "load_rows"]

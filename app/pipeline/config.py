@@ -32,7 +32,7 @@ class CycleConfig:
         epochs: training epochs of each model.
         image_size: input size in px.
         batch_size: images per step (fine-tune) — the head trains on cached embeddings.
-        lr: learning rate (Adam/AdamW).
+        lr: peak learning rate; None = the mode's default (head 3e-3, fine-tune 2e-4).
         folds: cross-fitting folds for scoring unknown cells (1 = none).
         top_suggestions: how many suggestions to store.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
@@ -49,7 +49,7 @@ class CycleConfig:
     epochs: int = 30
     image_size: int = 224
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float | None = None
     folds: int = 1
     top_suggestions: int = 5000
     device: str = "auto"
@@ -65,7 +65,9 @@ class CycleConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         extra = sorted(set(data) - names)
         if extra:
-            raise ValueError(f"unknown cycle setting(s) {', '.join(extra)}; valid: {', '.join(sorted(names))}")
+            raise ValueError(
+                f"unknown cycle setting(s) {', '.join(extra)}; valid: {', '.join(sorted(names))}"
+            )
         return cls(**data)
 
 

@@ -1,0 +1,108 @@
+"""`labelmend cycle` and `labelmend predict`: train, score and suggest from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.commands.common import DatasetOption, DbOption, store_for
+from app.pipeline.config import CycleConfig, TrainMode
+
+_defaults = CycleConfig(dataset="")
+
+
+def cycle(
+    dataset: DatasetOption,
+    backbone: Annotated[str, typer.Option(help="Any timm model name.")] = _defaults.backbone,
+    pretrained: Annotated[
+        str, typer.Option(help="'hub' (timm download), 'none', or a local checkpoint path.")
+    ] = _defaults.pretrained,
+    mode: Annotated[
+        TrainMode, typer.Option(help="head: cached embeddings (CPU); finetune: whole network.")
+    ] = TrainMode.HEAD,
+    loss: Annotated[
+        str, typer.Option(help="Loss preset: csl, ignore, negative, asl, hill, wan, ll-r.")
+    ] = _defaults.loss,
+    prior: Annotated[
+        str, typer.Option(help="model, naive, or file:PATH (Classes,avg_pred CSV).")
+    ] = _defaults.prior,
+    epochs: Annotated[int, typer.Option(min=1)] = _defaults.epochs,
+    image_size: Annotated[int, typer.Option(min=16)] = _defaults.image_size,
+    batch_size: Annotated[int, typer.Option(min=1)] = _defaults.batch_size,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: per mode).")] = None,
+    folds: Annotated[
+        int, typer.Option(min=1, help="Cross-fitting folds for scoring (1 = none).")
+    ] = _defaults.folds,
+    top_suggestions: Annotated[int, typer.Option(min=0)] = _defaults.top_suggestions,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = _defaults.device,
+    seed: int = _defaults.seed,
+    workers: Annotated[int, typer.Option(min=0, help="Image loading processes.")] = _defaults.workers,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue it for `labelmend worker` instead.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Run one retrain cycle: prior model, priors, target model, partial mAP, ranked suggestions."""
+    from app.pipeline.cycle import run_cycle
+    from core.losses import list_losses
+
+    if loss not in list_losses():
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(list_losses())}")
+    config = CycleConfig(
+        dataset=dataset, backbone=backbone, pretrained=pretrained, mode=mode.value, loss=loss, prior=prior,
+        epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, folds=folds,
+        top_suggestions=top_suggestions, device=device, seed=seed, workers=workers,
+    )  # fmt: skip
+    store = store_for(db)
+    if queue:
+        from db.datasets import get_dataset
+        from db.jobs import enqueue
+
+        with store.write() as s:
+            job = enqueue(s, "cycle", config.to_dict(), dataset_id=get_dataset(s, dataset).id)
+        typer.echo(f"cycle queued as job {job.id}; run `labelmend worker` to start it")
+        return
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=console,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("cycle", total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=message[:70])
+
+        result = run_cycle(store, config, progress=progress)
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    typer.echo(
+        f"cycle done: target run {result.target_run_id}, partial mAP {result.partial_map:.2f} "
+        f"(prior model {result.prior_partial_map:.2f}), {result.n_suggestions} suggestions stored\n"
+        f"stages: {stages}"
+    )
+    if result.skipped_images:
+        first = ", ".join(f"{k} ({v})" for k, v in list(result.skipped_images.items())[:5])
+        typer.echo(f"{len(result.skipped_images)} unreadable images skipped: {first}", err=True)
+
+
+def predict(
+    dataset: DatasetOption,
+    images: Annotated[Path, typer.Option(help="Folder of new images (file stem = ImageID).")],
+    out: Annotated[Path, typer.Option(help="Output CSV: ImageID,LabelName,Score.")],
+    run: Annotated[int | None, typer.Option("--run", help="Target run id (default: the latest).")] = None,
+    device: str = "auto",
+    db: DbOption = None,
+) -> None:
+    """Score every class for new images with a trained run."""
+    from app.pipeline.predict import predict_folder
+
+    n_images, n_rows, skipped = predict_folder(store_for(db), dataset, images, out, run_id=run, device=device)
+    typer.echo(f"{n_rows} scores for {n_images} images written to {out}")
+    if skipped:
+        typer.echo(f"{len(skipped)} unreadable images skipped: {', '.join(list(skipped)[:5])}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(cycle)
+    app.command()(predict)
