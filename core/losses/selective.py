@@ -1,0 +1,263 @@
+"""Class-aware selective loss (CSL; Ben-Baruch et al., CVPR 2022) and its ignore/negative modes.
+
+The loss is stated exactly in ``shared/method/CSL.md``; this module reproduces the reference
+implementation's numbers (see the golden case in ``tests/core/test_losses.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core._validation import check_prior
+from core.losses._common import LOG_CLAMP, full_precision, lowest_unknowns, prepare, set_epoch_noop
+
+__all__ = ["ClassAwareSelectiveLoss", "LossMode", "likelihood_topk_for", "resolve_topk"]
+
+logger = logging.getLogger(__name__)
+
+#: Number of classes the reference ``likelihood_topk`` (per image) was tuned for (MS-COCO).
+REFERENCE_NUM_CLASSES: int = 80
+
+
+class LossMode(StrEnum):
+    """How :class:`ClassAwareSelectiveLoss` treats unknown (-1) labels."""
+
+    SELECTIVE = "selective"  #: CSL: ignore unknowns of common classes and the batch's most likely ones
+    IGNORE = "ignore"  #: unknowns get no loss (BCE on annotated cells only)
+    NEGATIVE = "negative"  #: every unknown is a negative (with gamma_unann / alpha_unann)
+
+    @classmethod
+    def from_str(cls, value: str | LossMode) -> LossMode:
+        """Parse a mode name, raising ``ValueError`` that lists the valid names."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown loss mode {value!r}; valid modes: {valid}") from None
+
+
+def resolve_topk(likelihood_topk: float, batch_size: int, num_classes: int) -> int:
+    """Number K of unknown entries the likelihood rule ignores in one batch.
+
+    Args:
+        likelihood_topk: Either a count per image (``0`` or ``>= 1``; the reference meaning:
+            ``K = likelihood_topk * B``) or a fraction of the classes per image in ``(0, 1)``
+            (``K = round(likelihood_topk * C * B)``).
+        batch_size: B, images in the batch.
+        num_classes: C, classes.
+
+    Returns:
+        K >= 0, rounded half up.
+    """
+    if 0.0 < likelihood_topk < 1.0:
+        return math.floor(likelihood_topk * num_classes * batch_size + 0.5)
+    return math.floor(likelihood_topk * batch_size + 0.5)
+
+
+def likelihood_topk_for(num_classes: int, per_image: float = 5.0) -> float:
+    """Scale the reference per-image ``likelihood_topk`` (tuned for 80 classes) to ``num_classes``.
+
+    With fewer than 80 classes the same share of cells is kept: the result is the fraction
+    ``per_image / 80`` (so 24 classes ignore 1.5 cells per image, not 5 of 24). With 80 or more
+    classes the reference count per image is kept (a missing positive per image does not become
+    more common because the vocabulary is larger).
+
+    Args:
+        num_classes: C, number of classes (>= 1).
+        per_image: The reference count per image at 80 classes.
+
+    Returns:
+        A value for ``ClassAwareSelectiveLoss(likelihood_topk=...)``.
+    """
+    if num_classes >= REFERENCE_NUM_CLASSES:
+        return float(per_image)
+    frac = per_image / REFERENCE_NUM_CLASSES
+    if not 0.0 < frac < 1.0:
+        raise ValueError(f"per_image must be in (0, {REFERENCE_NUM_CLASSES}), got {per_image}")
+    return frac
+
+
+def _check_nonneg(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class ClassAwareSelectiveLoss(nn.Module):
+    """The class-aware selective loss with asymmetric focusing, summed over a batch.
+
+    For ``p = sigmoid(x)`` and ``q = min(1 - p + clip, 1)`` (``q = 1 - p`` when ``clip`` is 0)::
+
+        l(i,c) = - alpha_pos   * (1-p)^gamma_pos   * log p             if t =  1
+                 - alpha_neg   * (1-q)^gamma_neg   * log q             if t =  0
+                 - W(i,c) * alpha_unann * (1-q)^gamma_unann * log q    if t = -1
+        loss   = sum over i, c of l(i,c)
+
+    ``log`` takes its argument clamped below at 1e-8; the focusing factors carry no gradient.
+    ``W`` is 0 for every unknown in ``ignore`` mode, 1 in ``negative`` mode, and in ``selective``
+    mode 0 for unknowns of classes with ``prior[c] > prior_threshold`` (when a prior is given and
+    the threshold is non-zero) and for the K unknown entries of the batch with the highest ``p``
+    (lowest ``q``; slots spent on entries already ignored by the prior rule are used up).
+    Exact ties in ``q`` are broken by class index, then row, so the loss does not depend on the
+    order of the batch.
+
+    The loss is computed in float32 (float64 inputs stay float64) with autocast disabled.
+
+    Args:
+        mode: ``"selective"`` (CSL), ``"ignore"`` or ``"negative"``; see :class:`LossMode`.
+        gamma_pos: Focusing exponent for positives (>= 0).
+        gamma_neg: Focusing exponent for annotated negatives (>= 0).
+        gamma_unann: Focusing exponent for unknowns trained as negatives (>= 0).
+        alpha_pos: Weight of positives (>= 0).
+        alpha_neg: Weight of annotated negatives (>= 0).
+        alpha_unann: Weight of unknowns trained as negatives (>= 0).
+        clip: Probability margin m in [0, 1) added to ``1 - p`` for negatives and unknowns.
+        prior: Class prior, shape ``(C,)``, values in [0, 1] (sequence, array or tensor), or None.
+        prior_threshold: Classes with ``prior > prior_threshold`` have their unknowns ignored in
+            selective mode; 0 switches the rule off.
+        likelihood_topk: Unknown entries ignored per image by the likelihood rule: a count
+            (``K = likelihood_topk * B``) or, in ``(0, 1)``, a fraction of the classes
+            (``K = round(likelihood_topk * C * B)``). See :func:`likelihood_topk_for`.
+
+    Example:
+        >>> loss_fn = ClassAwareSelectiveLoss(likelihood_topk=1)
+        >>> logits = torch.zeros(2, 3)
+        >>> targets = torch.tensor([[1, 0, -1], [-1, -1, 0]])
+        >>> round(float(loss_fn(logits, targets)), 4)
+        1.5596
+    """
+
+    prior: torch.Tensor | None
+    ignored_classes: torch.Tensor | None
+
+    def __init__(
+        self,
+        mode: str | LossMode = "selective",
+        gamma_pos: float = 0.0,
+        gamma_neg: float = 1.0,
+        gamma_unann: float = 2.0,
+        alpha_pos: float = 1.0,
+        alpha_neg: float = 1.0,
+        alpha_unann: float = 1.0,
+        clip: float = 0.0,
+        prior: Any = None,
+        prior_threshold: float = 0.05,
+        likelihood_topk: float = 5,
+    ) -> None:
+        super().__init__()
+        self.mode = LossMode.from_str(mode)
+        self.gamma_pos = _check_nonneg("gamma_pos", gamma_pos)
+        self.gamma_neg = _check_nonneg("gamma_neg", gamma_neg)
+        self.gamma_unann = _check_nonneg("gamma_unann", gamma_unann)
+        self.alpha_pos = _check_nonneg("alpha_pos", alpha_pos)
+        self.alpha_neg = _check_nonneg("alpha_neg", alpha_neg)
+        self.alpha_unann = _check_nonneg("alpha_unann", alpha_unann)
+        self.clip = _check_nonneg("clip", clip)
+        if self.clip >= 1.0:
+            raise ValueError(f"clip must be in [0, 1), got {clip}")
+        self.prior_threshold = _check_nonneg("prior_threshold", prior_threshold)
+        if self.prior_threshold > 1.0:
+            raise ValueError(f"prior_threshold must be in [0, 1], got {prior_threshold}")
+        self.likelihood_topk = _check_nonneg("likelihood_topk", likelihood_topk)
+        self.register_buffer("prior", None, persistent=False)
+        self.register_buffer("ignored_classes", None, persistent=False)
+        self.set_prior(prior)
+
+    def set_prior(self, prior: Any) -> None:
+        """Set (or clear, with None) the class prior, shape ``(C,)``, values in [0, 1].
+
+        The threshold comparison ``prior > prior_threshold`` is made here in float64.
+        """
+        if prior is None:
+            self.prior = None
+            self.ignored_classes = None
+            return
+        arr = check_prior(prior)
+        self.prior = torch.from_numpy(arr)
+        self.ignored_classes = torch.from_numpy(arr > self.prior_threshold)
+        if self.mode is LossMode.SELECTIVE and self.prior_threshold > 0:
+            logger.debug(
+                "CSL prior rule ignores unknowns of %d of %d classes (threshold %.3g)",
+                int(self.ignored_classes.sum()),
+                arr.size,
+                self.prior_threshold,
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Accept the current epoch (0-based); this loss does not depend on it."""
+        set_epoch_noop(epoch)
+
+    def extra_repr(self) -> str:
+        return (
+            f"mode={self.mode.value}, gamma=({self.gamma_pos:g}, {self.gamma_neg:g}, {self.gamma_unann:g}), "
+            f"alpha=({self.alpha_pos:g}, {self.alpha_neg:g}, {self.alpha_unann:g}), clip={self.clip:g}, "
+            f"prior={'none' if self.prior is None else len(self.prior)}, "
+            f"prior_threshold={self.prior_threshold:g}, likelihood_topk={self.likelihood_topk:g}"
+        )
+
+    def unknown_weight(self, q: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+        """W for every cell: 1 where an unknown is trained as a negative, else 0.
+
+        Args:
+            q: Shifted negative probability ``(B, C)``.
+            unknown: Bool mask of unknown cells ``(B, C)``.
+
+        Returns:
+            Bool tensor ``(B, C)``; False on every annotated cell.
+        """
+        with torch.no_grad():
+            if self.mode is LossMode.IGNORE:
+                return torch.zeros_like(unknown)
+            if self.mode is LossMode.NEGATIVE:
+                return unknown
+            keep = unknown.clone()
+            if self.ignored_classes is not None and self.prior_threshold > 0:
+                keep &= ~self.ignored_classes.to(device=q.device)
+            k = resolve_topk(self.likelihood_topk, q.shape[0], q.shape[1])
+            if k > 0:
+                keep &= ~lowest_unknowns(q, unknown, k)
+            return keep
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Compute the summed loss.
+
+        Args:
+            logits: Float tensor ``(B, C)`` of raw scores (any float dtype; fp16/bf16 upcast).
+            targets: Tensor ``(B, C)``: 1 positive, 0 negative, -1 unknown.
+
+        Returns:
+            Scalar tensor (float32, or float64 for float64 logits): the summed loss.
+
+        Raises:
+            ValueError: On mismatched shapes, bad target values, or a prior of the wrong length.
+        """
+        prior_len = None if self.prior is None else int(self.prior.shape[0])
+        x, t = prepare(logits, targets, prior_len)
+        with full_precision(x.device):
+            positive, negative, unknown = t == 1, t == 0, t == -1
+            p = torch.sigmoid(x)
+            q = 1.0 - p
+            if self.clip > 0:
+                q = (q + self.clip).clamp(max=1.0)
+            log_p = torch.log(p.clamp(min=LOG_CLAMP))
+            log_q = torch.log(q.clamp(min=LOG_CLAMP))
+            with torch.no_grad():
+                keep_unknown = self.unknown_weight(q, unknown)
+                zero = torch.zeros((), dtype=x.dtype, device=x.device)
+                w_pos = torch.where(positive, self.alpha_pos * (1.0 - p) ** self.gamma_pos, zero)
+                w_neg = torch.where(negative, self.alpha_neg * (1.0 - q) ** self.gamma_neg, zero)
+                w_unk = torch.where(keep_unknown, self.alpha_unann * (1.0 - q) ** self.gamma_unann, zero)
+                w_q = w_neg + w_unk
+            return -(w_pos * log_p + w_q * log_q).sum()
+
+
+def prior_as_array(prior: Any, num_classes: int) -> np.ndarray | None:
+    """Validate an optional prior for ``num_classes`` classes (None passes through)."""
+    return None if prior is None else check_prior(prior, num_classes)
