@@ -80,14 +80,22 @@ def _sqlite_datetimes(rows: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
         yield from it
         return
 
+    seen: dict[dt.datetime, str] = {}  # bulk rows usually share one timestamp: format it once
+
+    def text(v: dt.datetime) -> str:
+        out = seen.get(v)
+        if out is None:
+            naive = v.astimezone(dt.UTC).replace(tzinfo=None) if v.tzinfo is not None else v
+            out = seen[v] = naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+            if len(seen) > 10_000:
+                seen.clear()
+        return out
+
     def fix(row: Sequence[Any]) -> Sequence[Any]:
         out = list(row)
         for i in at:
-            v = out[i]
-            if isinstance(v, dt.datetime):
-                if v.tzinfo is not None:
-                    v = v.astimezone(dt.UTC).replace(tzinfo=None)
-                out[i] = v.strftime("%Y-%m-%d %H:%M:%S.%f")
+            if isinstance(out[i], dt.datetime):
+                out[i] = text(out[i])
         return out
 
     yield fix(first)

@@ -19,7 +19,10 @@ def cycle(
     dataset: DatasetOption,
     backbone: Annotated[str, typer.Option(help="Any timm model name.")] = _defaults.backbone,
     pretrained: Annotated[
-        str, typer.Option(help="'hub' (timm download), 'none', or a local checkpoint path.")
+        str,
+        typer.Option(
+            help="'hub' (timm download), 'none', 'standin' (offline demo weights), or a checkpoint path."
+        ),
     ] = _defaults.pretrained,
     mode: Annotated[
         TrainMode, typer.Option(help="head: cached embeddings (CPU); finetune: whole network.")
@@ -37,6 +40,9 @@ def cycle(
     folds: Annotated[
         int, typer.Option(min=1, help="Cross-fitting folds for scoring (1 = none).")
     ] = _defaults.folds,
+    prior_folds: Annotated[
+        int, typer.Option(min=1, help="Cross-fitting folds of the prior model (1 = none).")
+    ] = _defaults.prior_folds,
     top_suggestions: Annotated[int, typer.Option(min=0)] = _defaults.top_suggestions,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = _defaults.device,
     seed: int = _defaults.seed,
@@ -52,7 +58,7 @@ def cycle(
         raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(list_losses())}")
     config = CycleConfig(
         dataset=dataset, backbone=backbone, pretrained=pretrained, mode=mode.value, loss=loss, prior=prior,
-        epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, folds=folds,
+        epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, folds=folds, prior_folds=prior_folds,
         top_suggestions=top_suggestions, device=device, seed=seed, workers=workers,
     )  # fmt: skip
     store = store_for(db)

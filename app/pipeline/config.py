@@ -34,6 +34,8 @@ class CycleConfig:
         batch_size: images per step (fine-tune) — the head trains on cached embeddings.
         lr: peak learning rate; None = the mode's default (head 3e-3, fine-tune 2e-4).
         folds: cross-fitting folds for scoring unknown cells (1 = none).
+        prior_folds: cross-fitting folds of the temporary ignore-mode model, so the prior is
+            estimated on images each model did not train on (1 = none; 2 measured best).
         top_suggestions: how many suggestions to store.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         seed: random seed.
@@ -51,6 +53,7 @@ class CycleConfig:
     batch_size: int = 64
     lr: float | None = None
     folds: int = 1
+    prior_folds: int = 2
     top_suggestions: int = 5000
     device: str = "auto"
     seed: int = 0

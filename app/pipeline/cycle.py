@@ -18,7 +18,7 @@ import numpy as np
 
 from app.pipeline.config import CycleConfig
 from app.pipeline.load import DatasetArrays, load_dataset
-from app.pipeline.models import Scorer, train_scorer
+from app.pipeline.models import Fit, Scorer, train_scorer
 from app.store import Store
 from core.constants import UNKNOWN
 from core.metrics import partial_map
@@ -94,6 +94,34 @@ def _prior_from_file(spec: str, data: DatasetArrays) -> np.ndarray:
     return np.asarray(table.prior, dtype=np.float64)
 
 
+def _prior_model_probs(
+    scorer: Scorer, config: CycleConfig, train: np.ndarray, val: np.ndarray, report: Progress
+) -> tuple[np.ndarray, np.ndarray, Fit]:
+    """Probabilities of the temporary ignore-mode model: cross-fitted on ``train``, averaged on ``val``.
+
+    Returns:
+        (probs (len(train), C) — each image scored by a model that did not train on it,
+        val probs (len(val), C), the last model fitted).
+    """
+    c = scorer.data.n_classes
+    k = config.prior_folds if len(train) >= 2 * max(config.prior_folds, 1) else 1
+    if k <= 1:
+        fit = train_scorer(scorer, "ignore", train, None, "prior", report)
+        return fit.predict(train), fit.predict(val), fit
+    probs = np.zeros((len(train), c), dtype=np.float32)
+    val_probs = np.zeros((len(val), c), dtype=np.float32)
+    for f, fold in enumerate(kfold_split(len(train), k, seed=config.seed)):
+
+        def fold_report(fraction: float, message: str, f: int = f) -> None:
+            report((f + fraction) / k, f"fold {f + 1}/{k}: {message}")
+
+        fit = train_scorer(scorer, "ignore", train[fold.train], None, f"prior{f}", fold_report)
+        probs[fold.held] = fit.predict(train[fold.held])
+        if len(val):
+            val_probs += fit.predict(val) / k
+    return probs, val_probs, fit
+
+
 def run_cycle(
     store: Store,
     config: CycleConfig,
@@ -138,16 +166,14 @@ def run_cycle(
     report = stages.start("prior")
     t_train = data.targets[train]
     prior_naive = naive_prior(t_train)
-    prior_model_probs: np.ndarray | None = None
     with store.write() as s:
         prior_run = runs.create_run(
             s, data.dataset_id, RunKind.PRIOR.value, {**config.to_dict(), "loss": "ignore"}, job_id=job_id
         )
         prior_run_id = prior_run.id
-    prior_fit = train_scorer(scorer, "ignore", train, None, "prior", report)
-    prior_model_probs = prior_fit.predict(train)
-    prior_model = model_prior(prior_model_probs, t_train)
-    prior_val_map = partial_map(prior_fit.predict(val), data.targets[val]).map if len(val) else float("nan")
+    prior_probs, prior_val_probs, prior_fit = _prior_model_probs(scorer, config, train, val, report)
+    prior_model = model_prior(prior_probs, t_train)
+    prior_val_map = partial_map(prior_val_probs, data.targets[val]).map if len(val) else float("nan")
     if config.prior == "model":
         prior_used = prior_model
     elif config.prior == "naive":

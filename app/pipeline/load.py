@@ -7,6 +7,7 @@ Rows are images ordered by id, columns are classes ordered by position.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,13 @@ def load_dataset(session: Session, dataset: Dataset) -> DatasetArrays:
     image_ids = np.fromiter((r[0] for r in imgs), dtype=np.int64, count=len(imgs))
     class_ids = np.fromiter((r[0] for r in cls), dtype=np.int64, count=len(cls))
     targets = np.full((len(imgs), len(cls)), UNKNOWN, dtype=np.int8)
-    rows = session.execute(
+    result = session.execute(
         select(Label.image_id, Label.class_id, Label.value)
         .join(LabelClass, LabelClass.id == Label.class_id)
         .where(LabelClass.dataset_id == dataset.id)
-    ).all()
-    if rows and len(imgs) and len(cls):
-        lab = np.asarray(rows, dtype=np.int64)
+    )
+    lab = np.fromiter(chain.from_iterable(result), dtype=np.int64).reshape(-1, 3)
+    if len(lab) and len(imgs) and len(cls):
         ri = np.searchsorted(image_ids, lab[:, 0])
         order = np.argsort(class_ids)
         ci = order[np.searchsorted(class_ids, lab[:, 1], sorter=order)]

@@ -19,9 +19,11 @@ import torch.nn as nn
 from app.pipeline.config import CycleConfig, TrainMode
 from app.pipeline.load import DatasetArrays
 from core.data import ImageSource
+from core.device import seed_everything
 from core.embeddings import embed_images
 from core.losses import loss_from_name
 from core.models import create_model
+from core.pretrain import StandInConfig, ensure_standin, standin_path
 from core.train import (
     FinetuneConfig,
     HeadConfig,
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 HEAD_LR = 3e-3
+STANDIN = "standin"  # --pretrained standin: the offline stand-in backbone (see core.pretrain)
 FINETUNE_LR = 2e-4
 
 
@@ -55,6 +58,7 @@ class Scorer:
     skipped: dict[str, str] = field(default_factory=dict)
     features: np.ndarray | None = None  # (M, D) float, head mode
     feature_row: np.ndarray | None = None  # (N,) int64 row in ``features`` or -1
+    weights: str = "none"  # resolved ``pretrained`` (a path for the stand-in)
 
     @property
     def mode(self) -> TrainMode:
@@ -64,12 +68,23 @@ class Scorer:
     def source(self) -> ImageSource:
         return ImageSource(self.data.image_root, tuple(self.data.external_ids), tuple(self.data.paths))
 
+    def pretrained(self, report: Progress | None = None) -> str:
+        """The weights to start from: ``hub``, ``none``, a path, or the offline stand-in (``standin``)."""
+        if self.config.pretrained != STANDIN:
+            return self.config.pretrained
+        cfg = StandInConfig(backbone=self.config.backbone, image_size=self.config.image_size)
+        if report is not None and not standin_path(self.cache_dir, cfg).is_file():
+            report(0.0, "pretraining the offline stand-in backbone (once, a minute or two)")
+        return str(ensure_standin(self.cache_dir, cfg, device=self.config.device))
+
     def prepare(self, report: Progress) -> None:
         """Head mode: embed every image (cached ones are read, not recomputed)."""
+        self.weights = self.pretrained(report)
         if self.mode is not TrainMode.HEAD:
             report(1.0, "fine-tuning reads images while training")
             return
-        backbone = create_model(self.config.backbone, self.data.n_classes, pretrained=self.config.pretrained)
+        seed_everything(self.config.seed)  # a randomly initialised backbone must hash the same each time
+        backbone = create_model(self.config.backbone, self.data.n_classes, pretrained=self.weights)
         emb = embed_images(
             backbone,
             self.source,
@@ -121,7 +136,7 @@ def train_scorer(
     targets = data.targets[idx]
     meta = {
         "backbone": cfg.backbone,
-        "pretrained": cfg.pretrained,
+        "pretrained": scorer.weights,
         "image_size": cfg.image_size,
         "mode": cfg.mode,
         "class_keys": list(data.class_keys),
@@ -152,7 +167,7 @@ def train_scorer(
     ft_cfg = FinetuneConfig(
         backbone=cfg.backbone,
         num_classes=data.n_classes,
-        pretrained=cfg.pretrained,
+        pretrained=scorer.weights,
         image_size=cfg.image_size,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
