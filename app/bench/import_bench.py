@@ -1,0 +1,244 @@
+"""Import benchmark: our OpenImages importer against plain ``sqlite3`` executemany.
+
+Both sides start from a fresh SQLite file with the same migrated schema and load the same
+generated files (``LabelName,DisplayName`` classes and ``ImageID,Source,LabelName,Confidence``
+labels, sorted by ImageID like the real files) in one transaction:
+
+- ours: :func:`db.io.import_openimages` without an image folder (images are registered from the
+  ImageIDs), i.e. streaming parse, staging, set-based validation, merge, and one audit event per
+  new label;
+- raw: the ``csv`` module, dicts for class and image ids, ``executemany`` in batches of 50,000
+  into ``label_class``, ``image`` and ``label`` (no validation, no audit events).
+
+The ratio ours / raw is the figure of merit (goal ≤ 1.5). Times are wall seconds, including the
+commit, excluding schema creation and file generation.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from db.engine import make_engine, make_sessionmaker
+from db.io import ImportReport, import_openimages
+from db.migrate import upgrade
+
+CACHE_KIB = 262_144  # the page cache db.io uses for an import on SQLite
+_STRIDE = 7919  # prime: (start + j * stride) % C is distinct for j < C when C is not a multiple
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds and this process's CPU seconds (user + system) of one run.
+
+    SQLite runs inside the process, so CPU seconds are a fair measure on a busy machine too.
+    """
+
+    wall_s: float
+    cpu_s: float
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> Timing:
+        return Timing(time.perf_counter() - self.wall, time.process_time() - self.cpu)
+
+
+@dataclass(frozen=True)
+class ImportBenchResult:
+    rows: int
+    classes: int
+    images: int
+    ours: Timing
+    raw: Timing
+    report: ImportReport
+    raw_tuned: Timing | None = None
+
+    @property
+    def ratio(self) -> float:
+        """ours / raw wall time (raw with SQLite's default 2 MiB page cache)."""
+        return self.ours.wall_s / self.raw.wall_s if self.raw.wall_s > 0 else float("inf")
+
+    @property
+    def ratio_cpu(self) -> float:
+        """ours / raw CPU time."""
+        return self.ours.cpu_s / self.raw.cpu_s if self.raw.cpu_s > 0 else float("inf")
+
+    @property
+    def ratio_tuned(self) -> float | None:
+        """ours / raw wall time, raw with the same page cache as ours (None when not measured)."""
+        if self.raw_tuned is None:
+            return None
+        return self.ours.wall_s / self.raw_tuned.wall_s if self.raw_tuned.wall_s > 0 else float("inf")
+
+
+def generate_openimages(
+    folder: Path, *, rows: int, classes: int, images: int, seed: int = 0
+) -> tuple[Path, Path]:
+    """Write ``bench-classes.csv`` and ``bench-labels.csv`` (OpenImages formats) under ``folder``.
+
+    Each image gets ``rows // images`` (+1 for the first ``rows % images``) distinct classes;
+    Confidence is 1 with probability 0.6. Rows are sorted by ImageID.
+
+    Returns:
+        (labels path, classes path).
+    """
+    if not 0 < images <= rows or classes <= 0 or rows > images * classes or classes % _STRIDE == 0:
+        raise ValueError("need 0 < images <= rows <= images * classes")
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = np.array([f"/m/bench{j:05d}" for j in range(classes)], dtype=object)
+    cls_path = folder / "bench-classes.csv"
+    pd.DataFrame({"LabelName": keys, "DisplayName": [f"Class {j}, bench" for j in range(classes)]}).to_csv(
+        cls_path, index=False
+    )
+    ids = rng.permutation(np.unique(rng.integers(0, 2**63 - 1, size=images * 2, dtype=np.int64)))[:images]
+    image_ids = np.sort(np.array([f"{v:016x}" for v in ids], dtype=object))
+    counts = np.full(images, rows // images, dtype=np.int64)
+    counts[: rows % images] += 1
+    img = np.repeat(np.arange(images), counts)
+    j = np.arange(rows) - np.repeat(np.cumsum(counts) - counts, counts)
+    start = rng.integers(0, classes, size=images)
+    cls = (start[img] + j * _STRIDE) % classes
+    conf = (rng.random(rows) < 0.6).astype(np.int8)
+    labels_path = folder / "bench-labels.csv"
+    pd.DataFrame(
+        {"ImageID": image_ids[img], "Source": "verification", "LabelName": keys[cls], "Confidence": conf}
+    ).to_csv(labels_path, index=False)
+    return labels_path, cls_path
+
+
+def _fresh_db(path: Path) -> str:
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def run_ours(db_path: Path, labels: Path, classes: Path) -> tuple[Timing, ImportReport]:
+    """Import with labelmend into a fresh database; returns (time incl. commit, report)."""
+    engine = make_engine(_fresh_db(db_path))
+    sm = make_sessionmaker(engine)
+    with engine.connect():
+        pass  # open the pooled connection before timing (both sides time from a ready connection)
+    clock = _Clock()
+    with sm.begin() as session:
+        report = import_openimages(session, labels=labels, classes=classes, dataset="bench", author="bench")
+    timing = clock.stop()
+    engine.dispose()
+    return timing, report
+
+
+def run_raw(
+    db_path: Path, labels: Path, classes: Path, *, cache_kib: int | None = None, batch: int = 50_000
+) -> Timing:
+    """Plain sqlite3: csv module, dict id maps, executemany; returns the time incl. commit.
+
+    Args:
+        cache_kib: page cache size for the run (None = SQLite's default, 2 MiB).
+    """
+    _fresh_db(db_path)
+    con = sqlite3.connect(db_path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+        con.execute(f"PRAGMA {pragma}")  # the same connection settings as db.engine
+    if cache_kib is not None:
+        con.execute(f"PRAGMA cache_size=-{cache_kib}")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    clock = _Clock()
+    con.execute("BEGIN IMMEDIATE")
+    ds = con.execute(
+        "INSERT INTO dataset (name, image_root, description, created_at) VALUES ('bench', '', '', ?)", (now,)
+    ).lastrowid
+    with classes.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    con.executemany(
+        'INSERT INTO label_class (dataset_id, "key", display_name, position) VALUES (?, ?, ?, ?)',
+        [(ds, k, n, i) for i, (k, n) in enumerate(rows)],
+    )
+    class_id = dict(con.execute('SELECT "key", id FROM label_class WHERE dataset_id = ?', (ds,)).fetchall())
+    image_id: dict[str, int] = {}
+    next_id = (con.execute("SELECT MAX(id) FROM image").fetchone()[0] or 0) + 1
+    new_images: list[tuple[object, ...]] = []
+    new_labels: list[tuple[object, ...]] = []
+
+    def flush() -> None:
+        con.executemany(
+            "INSERT INTO image (id, dataset_id, external_id, path, split, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            new_images,
+        )
+        con.executemany(
+            "INSERT INTO label (image_id, class_id, value, source, author, created_at, updated_at, version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            new_labels,
+        )
+        new_images.clear()
+        new_labels.clear()
+
+    with labels.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for ext, _source, key, conf in reader:
+            img = image_id.get(ext)
+            if img is None:
+                img = image_id[ext] = next_id
+                next_id += 1
+                new_images.append((img, ds, ext, ext + ".jpg", "train", now))
+            new_labels.append((img, class_id[key], int(conf), "import", "bench", now, now, 1))
+            if len(new_labels) >= batch:
+                flush()
+    flush()
+    con.execute("COMMIT")
+    timing = clock.stop()
+    con.close()
+    return timing
+
+
+def _label_fingerprint(db_path: Path) -> tuple[int, int, int]:
+    con = sqlite3.connect(db_path)
+    try:
+        row = con.execute("SELECT COUNT(*), SUM(l.value), COUNT(DISTINCT l.image_id) FROM label l").fetchone()
+        return int(row[0]), int(row[1] or 0), int(row[2])
+    finally:
+        con.close()
+
+
+def run_import_bench(
+    workdir: Path,
+    *,
+    rows: int = 1_000_000,
+    classes: int = 600,
+    images: int = 100_000,
+    seed: int = 0,
+    tuned_raw: bool = False,
+) -> ImportBenchResult:
+    """Generate the files, import them both ways, check both stores hold the same labels.
+
+    Args:
+        tuned_raw: also time raw sqlite3 with the same page cache as ours.
+
+    Raises:
+        RuntimeError: the two databases disagree (label count, positives or labelled images).
+    """
+    labels, cls = generate_openimages(workdir, rows=rows, classes=classes, images=images, seed=seed)
+    ours_db, raw_db = workdir / "ours.db", workdir / "raw.db"
+    ours, report = run_ours(ours_db, labels, cls)
+    raw = run_raw(raw_db, labels, cls)
+    a, b = _label_fingerprint(ours_db), _label_fingerprint(raw_db)
+    if a != b:
+        raise RuntimeError(f"the two imports disagree: ours {a}, raw {b} (labels, positives, images)")
+    tuned = run_raw(raw_db, labels, cls, cache_kib=CACHE_KIB) if tuned_raw else None
+    return ImportBenchResult(rows, classes, images, ours, raw, report, tuned)
+
+
+__all__ = ["ImportBenchResult", "Timing", "generate_openimages", "run_import_bench", "run_ours", "run_raw"]

@@ -1,0 +1,93 @@
+"""`labelmend bench …`: benchmarks. Speed is measured here, not asserted in tests.
+
+``bench_app`` is the sub-app other benchmark commands join (``@bench_app.command("cycle")``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.bench.import_bench import run_import_bench
+
+bench_app = typer.Typer(
+    help="Benchmarks: import speed, cycle speed, quality on generated data.", no_args_is_help=True
+)
+
+
+@bench_app.command("import")
+def bench_import(
+    rows: Annotated[int, typer.Option(min=1, help="Label rows to generate.")] = 1_000_000,
+    classes: Annotated[int, typer.Option(min=1, help="Classes.")] = 600,
+    images: Annotated[int, typer.Option(min=1, help="Images (rows are spread evenly over them).")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the generated file.")] = 0,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Keep files and databases here (default: a temp folder)."),
+    ] = None,
+    tuned_raw: Annotated[
+        bool, typer.Option(help="Also time raw sqlite3 with the same 256 MiB page cache our import uses.")
+    ] = True,
+) -> None:
+    """Import a generated OpenImages file with labelmend and with plain sqlite3; print both and the ratio."""
+    folder = workdir or Path(tempfile.mkdtemp(prefix="labelmend-bench-"))
+    try:
+        r = run_import_bench(
+            folder, rows=rows, classes=classes, images=images, seed=seed, tuned_raw=tuned_raw
+        )
+    finally:
+        if workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    typer.echo(f"rows {r.rows:,}, classes {r.classes:,}, images {r.images:,}  (seconds: wall, cpu)")
+    typer.echo(
+        f"labelmend import      {r.ours.wall_s:8.3f} {r.ours.cpu_s:8.3f}  "
+        f"({r.report.labels_added:,} labels and as many audit events)"
+    )
+    typer.echo(
+        f"raw sqlite3           {r.raw.wall_s:8.3f} {r.raw.cpu_s:8.3f}  "
+        "(csv module, dicts, executemany; no validation, no events)"
+    )
+    if r.raw_tuned is not None:
+        typer.echo(
+            f"raw sqlite3, 256 MiB  {r.raw_tuned.wall_s:8.3f} {r.raw_tuned.cpu_s:8.3f}  (the page cache labelmend uses)"
+        )
+    typer.echo(f"ratio ours/raw        {r.ratio:8.2f} {r.ratio_cpu:8.2f}  (goal <= 1.5)")
+    if r.raw_tuned is not None and r.ratio_tuned is not None:
+        typer.echo(
+            f"ratio ours/raw tuned  {r.ratio_tuned:8.2f} {r.ours.cpu_s / max(r.raw_tuned.cpu_s, 1e-9):8.2f}"
+        )
+
+
+@bench_app.command("cycle")
+def bench_cycle(
+    images: Annotated[int, typer.Option(min=100, help="Images.")] = 100_000,
+    classes: Annotated[int, typer.Option(min=2, help="Classes.")] = 600,
+    annotated: Annotated[int, typer.Option(min=1, help="Annotated cells per image.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="Suggestions to store.")] = 100_000,
+    epochs: Annotated[int, typer.Option(min=1, help="Head epochs of each model.")] = 10,
+    seed: int = 0,
+    workdir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Keep the store and cache here (default: temp).")
+    ] = None,
+) -> None:
+    """A whole head-mode cycle on generated 512-d embeddings; prints the time of each stage."""
+    from app.bench.cycle_bench import CycleBenchConfig, run_cycle_bench
+
+    cfg = CycleBenchConfig(
+        n_images=images, n_classes=classes, annotated_per_image=annotated, top_suggestions=top,
+        epochs=epochs, seed=seed,
+    )  # fmt: skip
+    folder = workdir or Path(tempfile.mkdtemp(prefix="labelmend-bench-cycle-"))
+    try:
+        run_cycle_bench(cfg, workdir=folder, echo=typer.echo)
+    finally:
+        if workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,44 @@
+"""Import and export of label files: OpenImages, COCO, CSV/Parquet tables, labelmend JSON.
+
+Every importer takes an open write ``session`` (never commits), streams its file through one
+staging table (:mod:`db.io._stage`), reports the first bad line as a one-line
+:class:`~db.errors.LabelFileError`, and returns an :class:`ImportReport`. Exporters stream
+labels with provenance to a file.
+"""
+
+from db.io._stage import ImportReport
+from db.io.coco import AbsentPolicy, import_coco, import_label_json
+from db.io.export import (
+    ExportFormat,
+    ExportReport,
+    classes_file_for,
+    export_labels,
+    list_export_formats,
+    write_class_counts_csv,
+)
+from db.io.images import IMAGE_SUFFIXES, FoundImage, ImageScan, image_size, resolve_inside
+from db.io.openimages import OPENIMAGES_COLUMNS, import_openimages
+from db.io.tabular import TableFormat, import_table, read_class_file
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "OPENIMAGES_COLUMNS",
+    "AbsentPolicy",
+    "ExportFormat",
+    "ExportReport",
+    "FoundImage",
+    "ImageScan",
+    "ImportReport",
+    "TableFormat",
+    "classes_file_for",
+    "export_labels",
+    "image_size",
+    "import_coco",
+    "import_label_json",
+    "import_openimages",
+    "import_table",
+    "list_export_formats",
+    "read_class_file",
+    "resolve_inside",
+    "write_class_counts_csv",
+]
