@@ -115,7 +115,10 @@ def claim_next(
             q = q.where(Suggestion.class_id == class_id)
         if exclude:
             q = q.where(Suggestion.id.not_in(exclude))
-        row = session.execute(q.order_by(Suggestion.score.desc(), Suggestion.id).limit(1)).first()
+        q = q.order_by(Suggestion.score.desc(), Suggestion.id).limit(1)
+        if session.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)  # annotators skip rows another one is claiming
+        row = session.execute(q).first()
         if row is None:
             return None
         claimed = session.execute(
