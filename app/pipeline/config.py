@@ -32,7 +32,7 @@ class CycleConfig:
         epochs: training epochs of each model.
         image_size: input size in px.
         batch_size: images per step (fine-tune) — the head trains on cached embeddings.
-        lr: peak learning rate; None = the mode's default (head 3e-3, fine-tune 2e-4).
+        lr: peak learning rate; None = the mode's default (head 1e-2, fine-tune 2e-4).
         folds: cross-fitting folds for scoring unknown cells (1 = none).
         prior_folds: cross-fitting folds of the temporary ignore-mode model, so the prior is
             estimated on images each model did not train on (1 = none; 2 measured best).

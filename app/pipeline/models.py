@@ -37,7 +37,7 @@ from core.train import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-HEAD_LR = 3e-3
+HEAD_LR = 1e-2
 STANDIN = "standin"  # --pretrained standin: the offline stand-in backbone (see core.pretrain)
 FINETUNE_LR = 2e-4
 

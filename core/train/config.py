@@ -1,0 +1,173 @@
+"""Training configs: frozen dataclasses of primitives, saved in every checkpoint as a plain dict.
+
+Resume and predict rebuild the model from the saved config, never from today's options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Self
+
+from core.data import AugmentConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FinetuneConfig", "HeadConfig", "OptimizerName"]
+
+
+class OptimizerName(StrEnum):
+    """Optimisers for fine-tuning; weight decay is never applied to biases and norm weights."""
+
+    ADAM = "adam"  #: Adam with L2 weight decay (the CSL reference recipe).
+    ADAMW = "adamw"  #: AdamW, decoupled weight decay.
+
+
+class _FromDict:
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        """Rebuild from ``dataclasses.asdict`` output; unknown keys are logged and ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - names)
+        if unknown:
+            logger.warning("%s: ignoring unknown saved settings %s", cls.__name__, ", ".join(unknown))
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Primitives only, for checkpoints and model rows."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(_FromDict):
+    """Everything that decides a fine-tuning run (defaults: the CSL reference recipe, scaled down).
+
+    Attributes:
+        backbone: timm model name.
+        num_classes: C.
+        pretrained: ``"none"``, ``"hub"`` or a local checkpoint path (used only when a run starts,
+            never on resume).
+        image_size: Square input size in px.
+        epochs: Passes over the training images.
+        batch_size: Images per step per process.
+        lr: Peak learning rate of the one-cycle schedule.
+        weight_decay: Weight decay (not on biases or norm weights).
+        optimizer: ``"adam"`` or ``"adamw"`` (``OptimizerName``).
+        pct_start: Warm-up fraction of the one-cycle schedule.
+        ema_decay: EMA decay of the weights (timm ``ModelEmaV3`` with warm-up); 0 turns EMA off.
+        drop_rate: Dropout before the classifier.
+        normalize: Mean/std normalise inputs (False: inputs in [0, 1], as in the reference recipe).
+        auto_augment: timm auto-augment policy (RandAugment by default); None turns it off.
+        re_prob: Random-erasing (Cutout-style) probability.
+        re_mode: Random-erasing fill, ``"const"``, ``"rand"`` or ``"pixel"``.
+        crop_scale_min: Smallest area fraction of the random resized crop.
+        hflip: Horizontal flip probability.
+        amp: bf16 autocast; None = on for CUDA only.
+        channels_last: channels-last memory format; None = on for CUDA only.
+        compile: Wrap the model in ``torch.compile``.
+        grad_clip: Clip the gradient norm to this value; 0 = off.
+        seed: Seed for weights, data order and augmentation.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        num_workers: DataLoader worker processes per training process.
+        max_pixels: Largest accepted image in pixels; None = Pillow's limit.
+        checkpoint_every: Also checkpoint every this many steps (0 = only at the end of each epoch).
+    """
+
+    backbone: str
+    num_classes: int
+    pretrained: str = "none"
+    image_size: int = 224
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    optimizer: str = OptimizerName.ADAM.value
+    pct_start: float = 0.2
+    ema_decay: float = 0.9997
+    drop_rate: float = 0.0
+    normalize: bool = False
+    auto_augment: str | None = "rand-m9-mstd0.5"
+    re_prob: float = 0.5
+    re_mode: str = "const"
+    crop_scale_min: float = 0.5
+    hflip: float = 0.5
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    max_pixels: int | None = None
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+        for name in ("image_size", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.optimizer not in {o.value for o in OptimizerName}:
+            raise ValueError(
+                f"optimizer must be one of {[o.value for o in OptimizerName]}, got {self.optimizer!r}"
+            )
+        if self.checkpoint_every < 0 or self.num_workers < 0 or self.grad_clip < 0:
+            raise ValueError("checkpoint_every, num_workers and grad_clip must not be negative")
+
+    def augment(self) -> AugmentConfig:
+        """The training augmentation part of this config."""
+        return AugmentConfig(
+            auto_augment=self.auto_augment,
+            re_prob=self.re_prob,
+            re_mode=self.re_mode,
+            crop_scale_min=self.crop_scale_min,
+            hflip=self.hflip,
+        )
+
+
+@dataclass(frozen=True)
+class HeadConfig(_FromDict):
+    """A linear (or one-hidden-layer MLP) head trained on cached embeddings.
+
+    Attributes:
+        num_classes: C.
+        in_features: D, the embedding width.
+        hidden: Width of the hidden layer; 0 = a linear head.
+        dropout: Dropout on the head's input (and hidden layer), in [0, 1).
+        epochs: Passes over the embeddings.
+        batch_size: Rows per Adam step.
+        lr: Peak learning rate of the one-cycle schedule.
+        weight_decay: L2 weight decay on the weight matrices (not biases).
+        pct_start: Warm-up fraction.
+        standardize: Standardise features with the training mean/std (stored in the head).
+        seed: Seed for initialisation and row order.
+        device: Where the head trains; ``"cpu"`` by default (it takes seconds there).
+    """
+
+    num_classes: int
+    in_features: int
+    hidden: int = 0
+    dropout: float = 0.0
+    epochs: int = 10
+    batch_size: int = 4096
+    lr: float = 1e-2
+    weight_decay: float = 1e-4
+    pct_start: float = 0.2
+    standardize: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "in_features", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hidden < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"hidden must be >= 0 and dropout in [0, 1), got {self.hidden}, {self.dropout}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
