@@ -20,7 +20,13 @@ from db.errors import LabelFileError
 from db.io import ImportReport, import_openimages
 from db.models import Dataset, Image, Label, LabelClass, LabelEvent
 
-REAL_CLASSES = Path(__file__).resolve().parents[3] / "shared" / "data" / "oidv6-class-descriptions.csv"
+# The real OpenImages V6 class list lies in ../shared/data beside the repository (CI copies it there).
+REAL_CLASSES = Path(
+    os.environ.get(
+        "LABELMEND_OIDV6_CLASSES",
+        Path(__file__).resolve().parents[3] / "shared" / "data" / "oidv6-class-descriptions.csv",
+    )
+)
 HEADER = "ImageID,Source,LabelName,Confidence\n"
 CLASSES = 'LabelName,DisplayName\n/m/c0,Cat\n/m/c1,Dog\n/m/c2,"Hat, top"\n'
 
