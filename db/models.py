@@ -180,6 +180,13 @@ class LabelEvent(Base):
     __table_args__ = (
         Index(None, "image_id", "class_id", "id"),
         Index(None, "dataset_id", "id"),
+        # Undo finds the decision's event by suggestion (0002).
+        Index(
+            "ix_label_event_suggestion_id",
+            "suggestion_id",
+            sqlite_where=text("suggestion_id IS NOT NULL"),
+            postgresql_where=text("suggestion_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
