@@ -16,6 +16,7 @@ import torch
 from core.constants import NEGATIVE, POSITIVE, UNKNOWN
 
 __all__ = [
+    "TARGET_VALUES_MESSAGE",
     "as_sequence_of_str",
     "check_labels_1d",
     "check_loss_inputs",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 _LABEL_VALUES = np.array([UNKNOWN, NEGATIVE, POSITIVE])
+
+#: The error raised when a loss's targets hold a value other than 1, 0 or -1.
+TARGET_VALUES_MESSAGE = "targets must hold only 1 (positive), 0 (negative) and -1 (unknown)"
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -203,17 +207,21 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_loss_inputs(logits: Any, targets: Any, prior_len: int | None = None) -> None:
+def check_loss_inputs(
+    logits: Any, targets: Any, prior_len: int | None = None, *, check_values: bool = True
+) -> None:
     """Check the ``(logits, targets)`` pair passed to a loss's ``forward``.
 
     Args:
         logits: Float tensor of shape ``(B, C)``.
         targets: Tensor of shape ``(B, C)`` with values in {1, 0, -1}.
         prior_len: Length of the loss's prior vector, if it has one; must equal C.
+        check_values: Also check the target values (a pass over the batch). The losses skip it
+            here because their target masks check the values as a by-product.
 
     Raises:
-        ValueError: On non-tensors, wrong shapes, non-float logits, or target values
-            other than 1, 0, -1.
+        ValueError: On non-tensors, wrong shapes, non-float logits, or (with ``check_values``)
+            target values other than 1, 0, -1.
     """
     if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise ValueError(
@@ -231,10 +239,10 @@ def check_loss_inputs(logits: Any, targets: Any, prior_len: int | None = None) -
         raise ValueError(f"logits must be a floating-point tensor, got {logits.dtype}")
     if prior_len is not None and prior_len != logits.shape[1]:
         raise ValueError(f"the loss's prior has {prior_len} classes but logits has {logits.shape[1]}")
-    if targets.numel():
+    if check_values and targets.numel():
         bad = (targets != POSITIVE) & (targets != NEGATIVE) & (targets != UNKNOWN)
         if bool(bad.any()):
-            raise ValueError("targets must hold only 1 (positive), 0 (negative) and -1 (unknown)")
+            raise ValueError(TARGET_VALUES_MESSAGE)
 
 
 def as_sequence_of_str(values: Any, name: str) -> list[str]:

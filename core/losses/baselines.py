@@ -4,9 +4,12 @@ All three train annotated positives and annotated negatives as such and differ o
 treat unknown (-1) cells. Like :class:`~core.losses.selective.ClassAwareSelectiveLoss` they return
 the plain **sum** over the batch (the reference WAN and LL-R code divides by ``B * C``; a sum keeps
 one learning rate valid across all our losses), and they are computed in float32 with autocast off.
+Like CSL they compute the value and the gradient in one pass without autograd (WAN and LL-R through
+:func:`core.losses._bce.weighted_bce`); the backward is one multiply.
 
 * :class:`HillLoss` — Zhang et al. 2021, "Simple and Robust Loss Design for Multi-Label Learning
-  with Missing Labels": positives use the focal margin loss, unknowns the Hill loss.
+  with Missing Labels": positives use the focal margin loss, every negative (annotated or
+  assumed) the Hill loss.
 * :class:`WeakAssumeNegativeLoss` — Cole et al. 2021, "Multi-Label Learning from Single Positive
   Labels": unknowns are negatives weighted by ``1 / (C - 1)``.
 * :class:`LargeLossRejection` — Kim et al. 2022, "Large Loss Matters in Weakly Supervised
@@ -22,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.losses._common import full_precision, lowest_unknowns, prepare, set_epoch_noop
+from core.losses._bce import power, summed_loss, weighted_bce
+from core.losses._common import (
+    Workspace,
+    full_precision,
+    prepare,
+    set_epoch_noop,
+    target_masks,
+    top_unknowns,
+)
 
 __all__ = ["HillLoss", "LargeLossRejection", "WeakAssumeNegativeLoss"]
 
@@ -34,24 +45,24 @@ def _check_nonneg(name: str, value: float) -> float:
 
 
 class HillLoss(nn.Module):
-    """Hill loss for unknowns, focal margin loss for positives, BCE for annotated negatives.
+    """Hill loss for negatives, focal margin loss for positives (Zhang et al. 2021).
 
     With ``p = sigmoid(x)`` and ``p_m = sigmoid(x - margin)``::
 
-        l = - (1 - p_m)^gamma * log p_m     if t =  1   (focal margin; the weight is differentiated,
-                                                         as in focal loss and the reference code)
-            - log(1 - p)                    if t =  0   (verified negatives: BCE; or Hill, see below)
-            (lamb - p) * p^2                if t = -1   (Hill: bounded, small for confident p)
+        l = - (1 - p_m)^gamma * log p_m     if t =  1      (focal margin; the weight is differentiated,
+                                                            as in focal loss and the reference code)
+            (lamb - p) * p^2                if t in {0, -1} (Hill: bounded, small for confident p)
 
-    The paper has no verified negatives (every non-positive gets the Hill term); by default ours
-    keep their exact BCE because they are known to be negative. ``hill_verified_negatives=True``
-    gives them the Hill term too, as in the paper.
+    This is the paper's loss: every negative, annotated (0) or assumed (-1), gets the Hill term
+    (the paper has no annotated negatives; an annotated one is a negative like the others).
+    ``hill_verified_negatives=False`` instead keeps the exact BCE ``-log(1 - p)`` for annotated
+    negatives, since they are known to be negative, and uses Hill only for unknowns.
 
     Args:
         lamb: The Hill weight ``lambda`` (paper: 1.5).
         margin: Logit margin ``m`` of the positive term (paper: 1.0).
         gamma: Focusing exponent of the positive term (paper: 2.0).
-        hill_verified_negatives: Use the Hill term (not BCE) for annotated negatives too.
+        hill_verified_negatives: Hill term (True, the paper) or BCE (False) for annotated negatives.
     """
 
     def __init__(
@@ -59,7 +70,7 @@ class HillLoss(nn.Module):
         lamb: float = 1.5,
         margin: float = 1.0,
         gamma: float = 2.0,
-        hill_verified_negatives: bool = False,
+        hill_verified_negatives: bool = True,
     ) -> None:
         super().__init__()
         self.lamb = _check_nonneg("lamb", lamb)
@@ -70,6 +81,7 @@ class HillLoss(nn.Module):
                 f"hill_verified_negatives must be True or False, got {hill_verified_negatives!r}"
             )
         self.hill_verified_negatives = hill_verified_negatives
+        self._ws = Workspace()
 
     def set_epoch(self, epoch: int) -> None:
         """Accept the current epoch (0-based); this loss does not depend on it."""
@@ -81,18 +93,46 @@ class HillLoss(nn.Module):
             f"hill_verified_negatives={self.hill_verified_negatives}"
         )
 
+    def _compute(
+        self, x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, need_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Value and gradient: the Hill term over the batch, the sparse cells by index.
+
+        d/dx of ``(lamb - p) p^2`` is ``p^2 (2 lamb - 3 p) (1 - p)``; of the focal margin term
+        ``(1 - p_m)^gamma (gamma p_m log p_m - (1 - p_m))``; of BCE ``-log(1 - p)`` it is ``p``.
+        """
+        x = x.contiguous()
+        special = pos if self.hill_verified_negatives else pos | neg
+        idx = torch.nonzero(special.reshape(-1)).squeeze(1)  # positives (and BCE negatives)
+        xs = x.view(-1)[idx]
+        is_pos = pos.reshape(-1)[idx]
+        # The sparse cells, with the reference's own formulas.
+        xm = xs - self.margin
+        pm = torch.sigmoid(xm)
+        log_pm = F.logsigmoid(xm)
+        focus = power(1.0 - pm, self.gamma)
+        special_val = torch.where(is_pos, -focus * log_pm, F.softplus(xs))
+        # The Hill term on every other cell.
+        ws = self._ws
+        p = torch.sigmoid(x, out=ws.get("p", x))
+        pp = torch.mul(p, p, out=ws.get("pp", x))
+        buf = torch.mul(p, -1.0, out=ws.get("buf", x)).add_(self.lamb).mul_(pp)  # (lamb - p) p^2
+        buf.view(-1).index_fill_(0, idx, 0.0)
+        value = buf.sum() + special_val.sum()
+        if not need_grad:
+            return value, None
+        pp.mul_(torch.mul(p, -1.0, out=buf).add_(1.0))  # p^2 (1 - p)
+        grad = torch.mul(p, -3.0).add_(2.0 * self.lamb).mul_(pp)
+        special_grad = torch.where(is_pos, focus * (self.gamma * pm * log_pm - (1.0 - pm)), torch.sigmoid(xs))
+        grad.view(-1).index_copy_(0, idx, special_grad)
+        return value, grad
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed loss for logits ``(B, C)`` and targets ``(B, C)`` in {1, 0, -1}; returns a scalar."""
         x, t = prepare(logits, targets)
         with full_precision(x.device):
-            zero = torch.zeros((), dtype=x.dtype, device=x.device)
-            xm = x - self.margin
-            pos = -((1.0 - torch.sigmoid(xm)) ** self.gamma) * F.logsigmoid(xm)
-            p = torch.sigmoid(x)
-            hill = (self.lamb - p) * p * p
-            neg = hill if self.hill_verified_negatives else F.softplus(x)  # softplus(x) = -log(1 - p)
-            out = torch.where(t == 1, pos, zero) + torch.where(t == 0, neg, zero)
-            return (out + torch.where(t == -1, hill, zero)).sum()
+            pos, neg, _ = target_masks(t, self._ws)
+            return summed_loss(x, lambda z, need_grad: self._compute(z, pos, neg, need_grad))
 
 
 class WeakAssumeNegativeLoss(nn.Module):
@@ -111,6 +151,7 @@ class WeakAssumeNegativeLoss(nn.Module):
         self.unknown_weight = (
             None if unknown_weight is None else _check_nonneg("unknown_weight", unknown_weight)
         )
+        self._ws = Workspace()
 
     def set_epoch(self, epoch: int) -> None:
         """Accept the current epoch (0-based); this loss does not depend on it."""
@@ -125,11 +166,12 @@ class WeakAssumeNegativeLoss(nn.Module):
         c = x.shape[1]
         w = self.unknown_weight if self.unknown_weight is not None else (1.0 / (c - 1) if c > 1 else 1.0)
         with full_precision(x.device):
-            zero = torch.zeros((), dtype=x.dtype, device=x.device)
-            pos = F.softplus(-x)
-            neg = F.softplus(x)
-            out = torch.where(t == 1, pos, zero) + torch.where(t == 0, neg, zero)
-            return (out + torch.where(t == -1, w * neg, zero)).sum()
+            ws = self._ws
+            pos, neg, unknown = target_masks(t, ws)
+            groups = [(neg, 1.0, 0.0), (unknown, w, 0.0)]
+            return summed_loss(
+                x, lambda z, need_grad: weighted_bce(z, pos, groups, need_grad=need_grad, ws=ws)
+            )
 
 
 class LargeLossRejection(nn.Module):
@@ -149,6 +191,7 @@ class LargeLossRejection(nn.Module):
         super().__init__()
         self.rate_step = _check_nonneg("rate_step", rate_step)
         self.epoch = 0
+        self._ws = Workspace()
 
     def set_epoch(self, epoch: int) -> None:
         """Set the current epoch (0-based), which sets the rejection rate."""
@@ -171,13 +214,11 @@ class LargeLossRejection(nn.Module):
         """Summed loss for logits ``(B, C)`` and targets ``(B, C)`` in {1, 0, -1}; returns a scalar."""
         x, t = prepare(logits, targets)
         with full_precision(x.device):
-            zero = torch.zeros((), dtype=x.dtype, device=x.device)
-            unknown = t == -1
+            ws = self._ws
+            pos, _, unknown = target_masks(t, ws)
             k = self.num_rejected(x.shape[0], x.shape[1])
-            if k > 0:
-                with torch.no_grad():
-                    unknown = unknown & ~lowest_unknowns(-x.detach(), unknown, k)
-            pos = F.softplus(-x)
-            neg = F.softplus(x)
-            out = torch.where(t == 1, pos, zero) + torch.where(t == 0, neg, zero)
-            return (out + torch.where(unknown, neg, zero)).sum()
+            drop = top_unknowns(x, unknown, k, ws=ws) if k > 0 else None
+            groups = [(None, 1.0, 0.0)]
+            return summed_loss(
+                x, lambda z, need_grad: weighted_bce(z, pos, groups, drop=drop, need_grad=need_grad, ws=ws)
+            )

@@ -11,7 +11,9 @@ name           preset
 ``asl``        ``negative`` with asymmetric focusing: gamma+ 1, gamma- = gamma_u = 4, clip 0.05
 ``csl``        CSL ``selective``: prior threshold 0.5, gamma- :data:`CSL_GAMMA_NEG`, gamma_u 4,
                likelihood top-k 5 per image at 80 classes, scaled for fewer classes
-``hill``       :class:`~core.losses.baselines.HillLoss` (lambda 1.5, margin 1, gamma 2)
+``hill``       :class:`~core.losses.baselines.HillLoss` as in the paper: Hill ``(1.5 - p) p^2`` on
+               every negative, annotated or assumed; focal margin (margin 1, gamma 2) on
+               positives (``hill_verified_negatives=False``: BCE on annotated negatives)
 ``wan``        :class:`~core.losses.baselines.WeakAssumeNegativeLoss` (unknowns weighted 1/(C-1))
 ``ll-r``       :class:`~core.losses.baselines.LargeLossRejection` (0.2 % more rejected per epoch)
 =============  =====================================================================================
@@ -172,7 +174,7 @@ def _csl(num_classes: int, prior: Any) -> tuple[type[nn.Module], dict[str, Any]]
 
 @register_loss(LossName.HILL)
 def _hill(num_classes: int, prior: Any) -> tuple[type[nn.Module], dict[str, Any]]:
-    return HillLoss, {"lamb": 1.5, "margin": 1.0, "gamma": 2.0, "hill_verified_negatives": False}
+    return HillLoss, {"lamb": 1.5, "margin": 1.0, "gamma": 2.0, "hill_verified_negatives": True}
 
 
 @register_loss(LossName.WAN)

@@ -16,7 +16,16 @@ import torch
 from torch import nn
 
 from core._validation import check_prior
-from core.losses._common import LOG_CLAMP, full_precision, lowest_unknowns, prepare, set_epoch_noop
+from core.losses._bce import Group, summed_loss, weighted_bce
+from core.losses._common import (
+    LOG_CLAMP,
+    Workspace,
+    full_precision,
+    prepare,
+    set_epoch_noop,
+    target_masks,
+    top_unknowns,
+)
 
 __all__ = ["ClassAwareSelectiveLoss", "LossMode", "likelihood_topk_for", "resolve_topk"]
 
@@ -104,11 +113,15 @@ class ClassAwareSelectiveLoss(nn.Module):
     ``W`` is 0 for every unknown in ``ignore`` mode, 1 in ``negative`` mode, and in ``selective``
     mode 0 for unknowns of classes with ``prior[c] > prior_threshold`` (when a prior is given and
     the threshold is non-zero) and for the K unknown entries of the batch with the highest ``p``
-    (lowest ``q``; slots spent on entries already ignored by the prior rule are used up).
-    Exact ties in ``q`` are broken by class index, then row, so the loss does not depend on the
-    order of the batch.
+    (lowest ``q``; slots spent on entries already ignored by the prior rule are used up). The
+    entries are ranked by logit, which orders them exactly as ``q`` ascending does, without the
+    ties float rounding creates in ``q``; exact ties are broken by class index, then row, so the
+    loss does not depend on the order of the batch. (Entries whose shifted ``q`` is clamped at 1
+    contribute 0, so which of them take leftover slots does not matter.)
 
-    The loss is computed in float32 (float64 inputs stay float64) with autocast disabled.
+    The loss is computed in float32 (float64 inputs stay float64) with autocast disabled, in one
+    fused pass that also yields the gradient (:mod:`core.losses._bce`); it matches autograd over
+    the formula above to float rounding, and its backward cannot be differentiated again.
 
     Args:
         mode: ``"selective"`` (CSL), ``"ignore"`` or ``"negative"``; see :class:`LossMode`.
@@ -169,6 +182,7 @@ class ClassAwareSelectiveLoss(nn.Module):
         self.register_buffer("prior", None, persistent=False)
         self.register_buffer("ignored_classes", None, persistent=False)
         self.set_prior(prior)
+        self._ws = Workspace()
 
     def set_prior(self, prior: Any) -> None:
         """Set (or clear, with None) the class prior, shape ``(C,)``, values in [0, 1].
@@ -206,7 +220,7 @@ class ClassAwareSelectiveLoss(nn.Module):
         """W for every cell: 1 where an unknown is trained as a negative, else 0.
 
         Args:
-            q: Shifted negative probability ``(B, C)``.
+            q: Shifted negative probability ``(B, C)``; the likelihood rule ignores the lowest.
             unknown: Bool mask of unknown cells ``(B, C)``.
 
         Returns:
@@ -217,20 +231,48 @@ class ClassAwareSelectiveLoss(nn.Module):
                 return torch.zeros_like(unknown)
             if self.mode is LossMode.NEGATIVE:
                 return unknown
-            keep = unknown.clone()
-            if self.ignored_classes is not None and self.prior_threshold > 0:
-                keep &= ~self.ignored_classes.to(device=q.device)
-            k = resolve_topk(self.likelihood_topk, q.shape[0], q.shape[1])
-            if k > 0:
-                keep &= ~lowest_unknowns(q, unknown, k)
+            col_keep, drop = self._selection(-q, unknown)
+            keep = (unknown if col_keep is None else unknown & col_keep).clone().contiguous()
+            if drop is not None:
+                keep.view(-1)[drop] = False
             return keep
+
+    def _selection(
+        self, score: torch.Tensor, unknown: torch.Tensor, ws: Workspace | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Selective mode's two rules: the prior rule's classes and the likelihood rule's K cells.
+
+        Args:
+            score: Float tensor ``(B, C)`` ordered like ``p`` (higher = more likely positive): the
+                likelihood rule ignores the K highest unknowns. The forward pass uses the logits,
+                which order the cells as ``q`` does (ascending) without ``q``'s float rounding ties;
+                cells whose shifted ``q`` is clamped at 1 contribute 0 whichever of them are picked.
+            unknown: Bool mask ``(B, C)`` of the unknown cells.
+            ws: Where to take scratch buffers from.
+
+        Returns:
+            ``(col_keep, drop)``: bool ``(C,)``, False for the classes whose unknowns the prior rule
+            ignores (None: it ignores none); and the row-major flat indices of the K unknown cells
+            the likelihood rule ignores (None: K = 0), exact ties in ``score`` broken by class
+            index, then row.
+        """
+        col_keep: torch.Tensor | None = None
+        ignored = self.ignored_classes
+        if ignored is not None and self.prior_threshold > 0 and bool(ignored.any()):
+            col_keep = ~ignored.to(device=unknown.device)
+        k = resolve_topk(self.likelihood_topk, unknown.shape[0], unknown.shape[1])
+        drop = top_unknowns(score, unknown, k, ws=ws) if k > 0 else None
+        return col_keep, drop
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Compute the summed loss.
 
+        The value and the gradient come from one fused pass (:mod:`core.losses._bce`); the
+        backward is a single multiply and cannot be differentiated again.
+
         Args:
             logits: Float tensor ``(B, C)`` of raw scores (any float dtype; fp16/bf16 upcast).
-            targets: Tensor ``(B, C)``: 1 positive, 0 negative, -1 unknown.
+            targets: Tensor ``(B, C)``: 1 positive, 0 negative, -1 unknown (any numeric dtype).
 
         Returns:
             Scalar tensor (float32, or float64 for float64 logits): the summed loss.
@@ -241,21 +283,40 @@ class ClassAwareSelectiveLoss(nn.Module):
         prior_len = None if self.prior is None else int(self.prior.shape[0])
         x, t = prepare(logits, targets, prior_len)
         with full_precision(x.device):
-            positive, negative, unknown = t == 1, t == 0, t == -1
-            p = torch.sigmoid(x)
-            q = 1.0 - p
-            if self.clip > 0:
-                q = (q + self.clip).clamp(max=1.0)
-            log_p = torch.log(p.clamp(min=LOG_CLAMP))
-            log_q = torch.log(q.clamp(min=LOG_CLAMP))
-            with torch.no_grad():
-                keep_unknown = self.unknown_weight(q, unknown)
-                zero = torch.zeros((), dtype=x.dtype, device=x.device)
-                w_pos = torch.where(positive, self.alpha_pos * (1.0 - p) ** self.gamma_pos, zero)
-                w_neg = torch.where(negative, self.alpha_neg * (1.0 - q) ** self.gamma_neg, zero)
-                w_unk = torch.where(keep_unknown, self.alpha_unann * (1.0 - q) ** self.gamma_unann, zero)
-                w_q = w_neg + w_unk
-            return -(w_pos * log_p + w_q * log_q).sum()
+            ws = self._ws
+            pos, neg, unknown = target_masks(t, ws)
+            col_keep: torch.Tensor | None = None
+            drop: torch.Tensor | None = None
+            if self.mode is LossMode.SELECTIVE:
+                col_keep, drop = self._selection(x, unknown, ws)
+            neg_w = (self.alpha_neg, self.gamma_neg)
+            unk_w = (self.alpha_unann, self.gamma_unann)
+            groups: list[Group]
+            if self.mode is LossMode.IGNORE:
+                groups = [(neg, *neg_w)]
+            elif col_keep is not None or drop is not None:
+                keep = unknown if col_keep is None else unknown & col_keep
+                groups = [(neg, *neg_w), (keep, *unk_w)]
+            elif neg_w == unk_w:  # every non-positive cell weighted alike
+                groups = [(None, *unk_w)]
+            else:
+                groups = [(neg, *neg_w), (unknown, *unk_w)]
+
+            def compute(z: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                return weighted_bce(
+                    z,
+                    pos,
+                    groups,
+                    pos_alpha=self.alpha_pos,
+                    pos_gamma=self.gamma_pos,
+                    clip=self.clip,
+                    log_floor=LOG_CLAMP,
+                    drop=drop,
+                    need_grad=need_grad,
+                    ws=ws,
+                )
+
+            return summed_loss(x, compute)
 
 
 def prior_as_array(prior: Any, num_classes: int) -> np.ndarray | None:

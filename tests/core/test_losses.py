@@ -472,21 +472,27 @@ def _sig(v: float) -> float:
 def test_hill_loss_matches_its_formula() -> None:
     x = torch.tensor([[1.5, -0.5, 2.0], [0.3, -2.0, 0.0]], dtype=torch.float64)
     t = torch.tensor([[1, 0, -1], [-1, 1, 0]])
-    value = float(HillLoss()(x, t))
-    expected = 0.0
+    expected = 0.0  # the paper: Hill on every negative, annotated (0) or assumed (-1)
     for xi, ti in zip(x.flatten().tolist(), t.flatten().tolist(), strict=True):
         if ti == 1:
             pm = _sig(xi - 1.0)
             expected += -((1 - pm) ** 2) * math.log(pm)
-        elif ti == 0:
-            expected += -math.log(1 - _sig(xi))
         else:
             expected += (1.5 - _sig(xi)) * _sig(xi) ** 2
-    assert value == pytest.approx(expected, rel=1e-12)
-    paper = float(HillLoss(hill_verified_negatives=True)(x, t))
+    assert float(HillLoss()(x, t)) == pytest.approx(expected, rel=1e-12)
+    assert float(loss_from_name("hill", 3)(x, t)) == pytest.approx(expected, rel=1e-12)
+    bce = float(HillLoss(hill_verified_negatives=False)(x, t))
     hill_neg = sum((1.5 - _sig(v)) * _sig(v) ** 2 for v in x[t == 0].tolist())
     bce_neg = sum(-math.log(1 - _sig(v)) for v in x[t == 0].tolist())
-    assert paper == pytest.approx(expected - bce_neg + hill_neg, rel=1e-12)
+    assert bce == pytest.approx(expected - hill_neg + bce_neg, rel=1e-12)
+
+
+def test_hill_preset_follows_the_paper_and_can_switch() -> None:
+    assert loss_from_name("hill", 5).hill_verified_negatives is True
+    assert HillLoss().hill_verified_negatives is True
+    assert loss_from_name("hill", 5, hill_verified_negatives=False).hill_verified_negatives is False
+    with pytest.raises(ValueError, match="hill_verified_negatives must be True or False"):
+        HillLoss(hill_verified_negatives=1)  # type: ignore[arg-type]
 
 
 def test_wan_weights_unknowns_by_one_over_c_minus_one() -> None:
@@ -517,3 +523,204 @@ def test_large_loss_rejection_drops_the_largest_unknown_losses() -> None:
     assert float(value.detach()) == pytest.approx(negative - rejected_loss, rel=1e-12)
     assert xg.grad is not None
     assert int(((xg.grad == 0) & (t == -1)).sum()) == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused implementation is the same function as plain autograd over the definitions
+
+
+def _reference(loss_fn: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Each loss written the plain way (sigmoid, clamp, log, where; autograd for the gradient).
+
+    Selection: unknowns sorted by q ascending, exact ties by class then row (a stable sort of the
+    class-major enumeration); LL-R by logit descending, same tie-break.
+    """
+    pos, neg, unk = t == 1, t == 0, t == -1
+    zero = torch.zeros((), dtype=x.dtype)
+
+    def lowest(key: torch.Tensor, k: int) -> torch.Tensor:
+        b, c = key.shape
+        idx = torch.nonzero(unk.t().reshape(-1)).squeeze(1)
+        order = torch.sort(key.detach().t().reshape(-1)[idx], stable=True).indices[:k]
+        chosen = torch.zeros(b * c, dtype=torch.bool)
+        chosen[idx[order]] = True
+        return chosen.view(c, b).t()
+
+    if isinstance(loss_fn, ClassAwareSelectiveLoss):
+        p = torch.sigmoid(x)
+        q = 1.0 - p
+        if loss_fn.clip > 0:
+            q = (q + loss_fn.clip).clamp(max=1.0)
+        log_p, log_q = torch.log(p.clamp(min=1e-8)), torch.log(q.clamp(min=1e-8))
+        with torch.no_grad():
+            keep = unk.clone() if loss_fn.mode != "ignore" else torch.zeros_like(unk)
+            if loss_fn.mode == "selective":
+                if loss_fn.ignored_classes is not None and loss_fn.prior_threshold > 0:
+                    keep &= ~loss_fn.ignored_classes
+                k = resolve_topk(loss_fn.likelihood_topk, *x.shape)
+                if k > 0:
+                    keep &= ~lowest(q, k)
+            w_pos = torch.where(pos, loss_fn.alpha_pos * (1.0 - p) ** loss_fn.gamma_pos, zero)
+            w_neg = torch.where(neg, loss_fn.alpha_neg * (1.0 - q) ** loss_fn.gamma_neg, zero)
+            w_unk = torch.where(keep, loss_fn.alpha_unann * (1.0 - q) ** loss_fn.gamma_unann, zero)
+        return -(w_pos * log_p + (w_neg + w_unk) * log_q).sum()
+    if isinstance(loss_fn, HillLoss):
+        xm = x - loss_fn.margin
+        pos_term = -((1.0 - torch.sigmoid(xm)) ** loss_fn.gamma) * torch.nn.functional.logsigmoid(xm)
+        p = torch.sigmoid(x)
+        hill = (loss_fn.lamb - p) * p * p
+        neg_term = hill if loss_fn.hill_verified_negatives else torch.nn.functional.softplus(x)
+        return (
+            torch.where(pos, pos_term, zero) + torch.where(neg, neg_term, zero) + torch.where(unk, hill, zero)
+        ).sum()
+    softplus = torch.nn.functional.softplus
+    if isinstance(loss_fn, WeakAssumeNegativeLoss):
+        w = loss_fn.unknown_weight if loss_fn.unknown_weight is not None else 1.0 / (x.shape[1] - 1)
+        return (
+            torch.where(pos, softplus(-x), zero)
+            + torch.where(neg, softplus(x), zero)
+            + torch.where(unk, w * softplus(x), zero)
+        ).sum()
+    assert isinstance(loss_fn, LargeLossRejection)
+    k = loss_fn.num_rejected(*x.shape)
+    kept = unk & ~lowest(-x, k) if k > 0 else unk
+    return (
+        torch.where(pos, softplus(-x), zero)
+        + torch.where(neg, softplus(x), zero)
+        + torch.where(kept, softplus(x), zero)
+    ).sum()
+
+
+def _random_batch(
+    b: int, c: int, seed: int, scale: float = 4.0, dtype: torch.dtype = torch.float64, annotated: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(b, c, generator=gen, dtype=torch.float64) * scale - 1.0).to(dtype)
+    t = torch.randint(0, 2, (b, c), generator=gen)
+    t[torch.rand(b, c, generator=gen) > annotated] = -1
+    return x, t
+
+
+EXTRA_CONFIGS = [
+    ("csl", {"gamma_pos": 2.0, "alpha_pos": 0.7, "alpha_unann": 0.3}),
+    ("csl", {"clip": 0.05, "gamma_neg": 0.0}),
+    ("csl", {"gamma_neg": 2.5, "gamma_unann": 1.5}),  # non-integer exponents (torch.pow)
+    ("negative", {"gamma_neg": 1.0, "gamma_unann": 3.0, "alpha_neg": 0.5}),
+    ("asl", {"gamma_unann": 0.0}),
+    ("wan", {"unknown_weight": 0.3}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"), [(n, {}) for n in list_losses()] + EXTRA_CONFIGS, ids=lambda v: str(v)
+)
+@pytest.mark.parametrize(("b", "c", "scale"), [(37, 23, 4.0), (9, 5, 30.0), (700, 400, 3.0)])
+def test_fused_loss_equals_the_autograd_reference(
+    name: str, overrides: dict, b: int, c: int, scale: float
+) -> None:
+    """Small and large batches (the large one takes the sampled top-k path and several row blocks),
+    moderate and extreme logits (|x| up to ~100: the log floor and exact softplus branches)."""
+    x, t = _random_batch(b, c, seed=b + c, scale=scale)
+    loss_fn = loss_from_name(name, c, prior=np.linspace(0.0, 0.9, c), **overrides)
+    loss_fn.set_epoch(7)
+    value, grad = loss_and_grad(loss_fn, x, t)
+    xr = x.clone().requires_grad_(True)
+    expected = _reference(loss_fn, xr, t)
+    expected.backward()
+    assert value == pytest.approx(float(expected.detach()), rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(grad.numpy(), xr.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_float32_large_batch_matches_float64(name: str) -> None:
+    x, t = _random_batch(600, 500, seed=3, scale=3.0, annotated=0.05)
+    loss_fn = loss_from_name(name, 500, prior=np.linspace(0.0, 0.9, 500))
+    loss_fn.set_epoch(4)
+    v64, g64 = loss_and_grad(loss_fn, x, t)
+    v32, g32 = loss_and_grad(loss_fn, x.float(), t.float())
+    assert v32 == pytest.approx(v64, rel=1e-5)
+    np.testing.assert_allclose(g32.double().numpy(), g64.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_ties_at_the_cut_on_a_large_batch_follow_class_then_row() -> None:
+    """Logits on a coarse grid: many exact ties at the K-th value, resolved by class, then row."""
+    b, c = 512, 160  # 81,920 cells: the sampled selection path
+    x, t = _random_batch(b, c, seed=5, scale=2.0, annotated=0.1)
+    x = (x * 4).round() / 4
+    loss_fn = ClassAwareSelectiveLoss(prior=np.linspace(0.0, 1.0, c), prior_threshold=0.6, likelihood_topk=3)
+    value, grad = loss_and_grad(loss_fn, x, t)
+    xr = x.clone().requires_grad_(True)
+    expected = _reference(loss_fn, xr, t)
+    expected.backward()
+    assert value == pytest.approx(float(expected.detach()), rel=1e-12)
+    assert torch.equal(grad == 0, xr.grad == 0)
+    perm = torch.randperm(b, generator=torch.Generator().manual_seed(0))
+    assert float(loss_fn(x[perm], t[perm])) == pytest.approx(value, rel=1e-12)
+    weight = loss_fn.unknown_weight(1 - torch.sigmoid(x), t == -1)
+    assert int(((t == -1) & ~weight).sum()) == int(((t == -1) & (grad == 0)).sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int8, torch.int64, torch.bool])
+def test_target_dtypes_give_the_same_loss(dtype: torch.dtype) -> None:
+    x, t = _random_batch(20, 7, seed=11)
+    if dtype == torch.bool:
+        t = t.clamp(min=0)
+    loss_fn = loss_from_name("csl", 7, prior=np.linspace(0.0, 0.9, 7))
+    assert float(loss_fn(x, t.to(dtype))) == float(loss_fn(x, t))
+
+
+@pytest.mark.parametrize("bad", [0.5, 2.0, -2.0, float("nan"), float("inf"), 1e-30, -1e-30])
+@pytest.mark.parametrize("name", list_losses())
+def test_every_loss_rejects_float_targets_outside_the_encoding(name: str, bad: float) -> None:
+    t = torch.tensor([[1.0, 0.0, -1.0], [0.0, bad, 1.0]])
+    with pytest.raises(ValueError, match=r"targets must hold only 1 \(positive\), 0 \(negative\) and -1"):
+        loss_from_name(name, 3)(torch.zeros(2, 3), t)
+
+
+@pytest.mark.parametrize("bad", [2, -2, 127])
+def test_integer_targets_outside_the_encoding_are_rejected(bad: int) -> None:
+    for dtype in (torch.int8, torch.int64):
+        t = torch.tensor([[1, 0, -1], [0, bad, 1]], dtype=dtype)
+        with pytest.raises(ValueError, match="targets must hold only"):
+            ClassAwareSelectiveLoss()(torch.zeros(2, 3), t)
+
+
+def test_scratch_buffers_are_reused_safely_across_shapes_and_copies() -> None:
+    """One module over changing batch shapes (a full and a smaller last batch, several row blocks)
+    gives the same numbers as a fresh module; copies and pickles start with empty buffers."""
+    import copy
+    import pickle
+
+    loss_fn = loss_from_name("csl", 300, prior=np.linspace(0.0, 0.9, 300))
+    shapes = [(1000, 300), (37, 300), (1000, 300), (5, 300), (1000, 300)]
+    for i, (b, c) in enumerate(shapes):
+        x, t = _random_batch(b, c, seed=i, dtype=torch.float32, annotated=0.1)
+        fresh = loss_from_name("csl", 300, prior=np.linspace(0.0, 0.9, 300))
+        v, g = loss_and_grad(loss_fn, x, t.float())
+        v_fresh, g_fresh = loss_and_grad(fresh, x, t.float())
+        assert v == v_fresh
+        assert torch.equal(g, g_fresh)
+    for clone in (copy.deepcopy(loss_fn), pickle.loads(pickle.dumps(loss_fn))):
+        x, t = _random_batch(50, 300, seed=9)
+        assert float(clone(x, t)) == float(loss_fn(x, t))
+
+
+def test_backward_scales_with_grad_output_and_supports_retain_graph() -> None:
+    x, t = _random_batch(8, 6, seed=2)
+    loss_fn = ClassAwareSelectiveLoss(likelihood_topk=1)
+    _, grad = loss_and_grad(loss_fn, x, t)
+    xr = x.clone().requires_grad_(True)
+    value = loss_fn(xr, t)
+    (3.0 * value).backward(retain_graph=True)
+    value.backward()
+    assert xr.grad is not None
+    np.testing.assert_allclose(xr.grad.numpy(), 4.0 * grad.numpy(), rtol=1e-12)
+    with torch.no_grad():
+        assert float(loss_fn(xr, t)) == pytest.approx(float(value.detach()), rel=1e-15)
+    logits = x.t()  # non-contiguous logits and targets
+    value_t, grad_t = loss_and_grad(loss_fn, logits, t.t())
+    xr = logits.clone().requires_grad_(True)
+    expected = _reference(loss_fn, xr, t.t())
+    expected.backward()
+    assert value_t == pytest.approx(float(expected.detach()), rel=1e-12)
+    np.testing.assert_allclose(grad_t.numpy(), xr.grad.numpy(), rtol=1e-9, atol=1e-12)
