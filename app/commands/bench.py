@@ -68,7 +68,7 @@ def bench_cycle(
     classes: Annotated[int, typer.Option(min=2, help="Classes.")] = 600,
     annotated: Annotated[int, typer.Option(min=1, help="Annotated cells per image.")] = 10,
     top: Annotated[int, typer.Option(min=0, help="Suggestions to store.")] = 100_000,
-    epochs: Annotated[int, typer.Option(min=1, help="Head epochs of each model.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Head epochs of each model.")] = 4,
     seed: int = 0,
     workdir: Annotated[
         Path | None, typer.Option(file_okay=False, help="Keep the store and cache here (default: temp).")
