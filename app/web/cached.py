@@ -1,0 +1,109 @@
+"""Cached, serializable query results for the pages (``st.cache_data`` with a short ``ttl``).
+
+Counts over big tables (1M suggestions) are GROUP BYs on indexes; caching them for a few seconds
+keeps every rerun (each key press) cheap. Results are plain lists and dicts keyed by the store URL,
+so two stores in one process never share entries. Call ``<function>.clear()`` after a write
+when a page must show the change at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from app.store import open_store
+from app.web import queries
+from db.runs import list_runs
+from db.stats import class_counts, n_images, suggestion_counts
+
+#: Queue sizes above this show as "10,000+" (counting stops there).
+PENDING_CAP = 10_000
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def pending_count(url: str, dataset_id: int, class_id: int | None = None) -> int:
+    """Pending suggestions of a dataset (of one class), at most ``PENDING_CAP + 1``."""
+    with open_store(url).read() as s:
+        return queries.pending_count(s, dataset_id, class_id, cap=PENDING_CAP)
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def pending_classes(url: str, dataset_id: int, limit: int = 500) -> list[tuple[int, str, str, int]]:
+    """``(class_id, key, display_name, pending)`` for classes with pending suggestions, most first."""
+    with open_store(url).read() as s:
+        return [
+            (c.class_id, c.key, c.display_name, c.pending)
+            for c in queries.pending_by_class(s, dataset_id, limit)
+        ]
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def dataset_overview(url: str, dataset_id: int) -> dict[str, Any]:
+    """Per-class label counts, suggestion counts and the latest run's priors, as column lists.
+
+    Returns:
+        ``{"n_images": N, "classes": [{class_id, key, name, positive, negative, unknown,
+        pending, accepted, rejected, prior_naive, prior_model}, ...] (column order), "run_id": id|None}``.
+    """
+    with open_store(url).read() as s:
+        n = n_images(s, dataset_id)
+        counts = class_counts(s, dataset_id)
+        sugg = suggestion_counts(s, dataset_id)
+        runs = queries.succeeded_target_runs(s, dataset_id, limit=1)
+        run_id = runs[0].id if runs else None
+        priors = {r.class_id: r for r in queries.class_stats_named(s, run_id)} if run_id is not None else {}
+    rows = []
+    for c in counts:
+        st_ = sugg.get(c.class_id, {})
+        p = priors.get(c.class_id)
+        rows.append(
+            {
+                "class_id": c.class_id,
+                "key": c.key,
+                "name": c.display_name,
+                "positive": c.positive,
+                "negative": c.negative,
+                "unknown": c.unknown,
+                "pending": st_.get("pending", 0),
+                "accepted": st_.get("accepted", 0),
+                "rejected": st_.get("rejected", 0),
+                "prior_naive": p.prior_naive if p else None,
+                "prior_model": p.prior_model if p else None,
+            }
+        )
+    return {"n_images": n, "classes": rows, "run_id": run_id}
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def runs_overview(url: str, dataset_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The dataset's newest runs with settings, timings, metrics and suggestion status counts."""
+    with open_store(url).read() as s:
+        runs = list_runs(s, dataset_id, limit=limit)
+        status = queries.status_counts_by_run(s, [r.id for r in runs])
+    out = []
+    for r in runs:
+        counts = status.get(r.id, {})
+        decided = counts.get("accepted", 0) + counts.get("rejected", 0)
+        out.append(
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "cycle": r.cycle,
+                "status": r.status,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "config": dict(r.config or {}),
+                "metrics": dict(r.metrics or {}),
+                "timings": dict(r.timings or {}),
+                "error": r.error,
+                "suggestions": sum(counts.values()),
+                "accepted": counts.get("accepted", 0),
+                "rejected": counts.get("rejected", 0),
+                "acceptance": counts.get("accepted", 0) / decided if decided else None,
+            }
+        )
+    return out
+
+
+__all__ = ["PENDING_CAP", "dataset_overview", "pending_classes", "pending_count", "runs_overview"]

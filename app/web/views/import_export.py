@@ -1,0 +1,212 @@
+"""Import / Export: import a label file by server path (or upload a small one); download the labels.
+
+Imports run :mod:`db.io` importers in one transaction: a bad line is one error naming the file and
+line, and nothing changes. Exports stream the current labels (with provenance) to a file under
+``LABELMEND_HOME/exports`` and offer it for download.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from app.web import MAX_UPLOAD_MB, cached, state
+from app.web.components import md_escape
+from db.engine import labelmend_home
+from db.errors import StoreError
+from db.io import (
+    ExportFormat,
+    export_labels,
+    import_coco,
+    import_label_json,
+    import_openimages,
+    import_table,
+    list_export_formats,
+)
+from db.models import Split
+
+EXPORT_KEY = "export_ready"
+SUFFIX = {
+    ExportFormat.OPENIMAGES: ".csv",
+    ExportFormat.CSV: ".csv",
+    ExportFormat.PARQUET: ".parquet",
+    ExportFormat.JSON: ".json",
+}
+MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json"}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ImportKind(enum.StrEnum):
+    OPENIMAGES = "OpenImages CSV (ImageID,Source,LabelName,Confidence)"
+    TABLE = "Table: CSV or Parquet (image,label,value)"
+    COCO = "COCO instances JSON"
+    LABEL_JSON = "labelmend JSON export"
+
+
+def _opt_path(text: str) -> Path | None:
+    return Path(text.strip()).expanduser() if text.strip() else None
+
+
+def _save_upload(upload: Any, folder: Path) -> Path:
+    """Write an uploaded file under ``folder`` with a safe name (kept for error messages)."""
+    name = _SAFE_NAME.sub("_", Path(upload.name).name) or "upload"
+    path = folder / name
+    path.write_bytes(upload.getvalue())
+    return path
+
+
+def _run_import(
+    kind: ImportKind, dataset: str, labels: Path, classes: Path | None, images: Path | None, split: str
+) -> str:
+    author = state.annotator() or "import"
+    with state.get_store().write() as s:
+        if kind is ImportKind.OPENIMAGES:
+            report = import_openimages(
+                s, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
+            )
+        elif kind is ImportKind.TABLE:
+            report = import_table(
+                s, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
+            )
+        elif kind is ImportKind.COCO:
+            report = import_coco(
+                s, annotations=labels, images=images, dataset=dataset, split=split, author=author
+            )
+        else:
+            report = import_label_json(
+                s, path=labels, images=images, dataset=dataset, split=split, author=author
+            )
+    return report.summary()
+
+
+def _on_import() -> None:
+    ss = st.session_state
+    kind = ImportKind(ss["import-kind"])
+    dataset = str(ss.get("import-dataset") or "").strip()
+    if not dataset:
+        state.flash("error", "Give the dataset a name.")
+        return
+    images, split = _opt_path(ss.get("import-images") or ""), ss["import-split"]
+    upload_dir = Path(tempfile.mkdtemp(prefix="upload-", dir=_ensure(labelmend_home() / "uploads")))
+    try:
+        if ss["import-source"] == "upload":
+            if ss.get("import-upload") is None:
+                state.flash("error", "Choose a label file to upload.")
+                return
+            labels = _save_upload(ss["import-upload"], upload_dir)
+            up_classes = ss.get("import-upload-classes")
+            classes = _save_upload(up_classes, upload_dir) if up_classes is not None else None
+        else:
+            labels_path = _opt_path(ss.get("import-path") or "")
+            if labels_path is None:
+                state.flash("error", "Give the label file's path on the server.")
+                return
+            labels, classes = labels_path, _opt_path(ss.get("import-classes") or "")
+        summary = _run_import(kind, dataset, labels, classes, images, split)
+    except (StoreError, ValueError, FileNotFoundError) as err:
+        state.flash("error", f"Nothing imported: {err}")
+        return
+    finally:
+        shutil.rmtree(upload_dir, ignore_errors=True)
+    cached.dataset_overview.clear()
+    ss[state.DATASET_KEY] = dataset
+    state.flash("success", summary)
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _import_form(default_dataset: str) -> None:
+    st.markdown("#### Import labels")
+    st.radio("Format", [k.value for k in ImportKind], key="import-kind")
+    c1, c2 = st.columns(2)
+    c1.text_input(
+        "Dataset", default_dataset, key="import-dataset", help="An existing dataset, or a new name."
+    )
+    c2.selectbox("Split of new images", [s.value for s in Split], key="import-split")
+    source = st.segmented_control(
+        "Source",
+        ["path", "upload"],
+        format_func={"path": "Path on the server", "upload": f"Upload (≤ {MAX_UPLOAD_MB} MB)"}.__getitem__,
+        default="path",
+        key="import-source",
+    )
+    if source == "upload":
+        st.file_uploader("Label file", key="import-upload", type=["csv", "parquet", "pq", "json"])
+        st.file_uploader(
+            "Classes file (LabelName,DisplayName), optional", key="import-upload-classes", type=["csv"]
+        )
+    else:
+        st.text_input(
+            "Label file path",
+            key="import-path",
+            placeholder="/data/oidv6-train-annotations-human-imagelabels.csv",
+        )
+        st.text_input("Classes file path (LabelName,DisplayName), optional", key="import-classes")
+    st.text_input(
+        "Image folder on the server, optional",
+        key="import-images",
+        help="Images are served only from inside this folder.",
+    )
+    st.button("Import", key="import-run", type="primary", on_click=_on_import)
+
+
+def _on_export(dataset: str) -> None:
+    fmt = ExportFormat(st.session_state["export-format"])
+    out_dir = _ensure(labelmend_home() / "exports")
+    out = out_dir / f"{_SAFE_NAME.sub('_', dataset)}-{fmt.value}{SUFFIX[fmt]}"
+    try:
+        with state.get_store().read() as s:
+            report = export_labels(s, dataset=dataset, fmt=fmt, out=out)
+    except (StoreError, ValueError, OSError) as err:
+        state.flash("error", f"Export failed: {err}")
+        return
+    st.session_state[EXPORT_KEY] = (fmt.value, list(report.files), report.summary())
+
+
+def _export(dataset: str) -> None:
+    st.markdown("#### Export the cleaned labels")
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    c1.selectbox("Format", list_export_formats(), key="export-format")
+    c2.button("Prepare export", key="export-run", on_click=_on_export, args=(dataset,), width="stretch")
+    ready = st.session_state.get(EXPORT_KEY)
+    if not ready:
+        return
+    fmt, files, summary = ready
+    st.caption(md_escape(summary))
+    for i, name in enumerate(files):
+        path = Path(name)
+        if not path.is_file():
+            continue
+        st.download_button(
+            f"Download {path.name}",
+            data=path.read_bytes(),
+            file_name=path.name,
+            mime=MIME.get(path.suffix, "application/octet-stream"),
+            key=f"export-download-{fmt}-{i}",
+            on_click="ignore",
+        )
+
+
+def render() -> None:
+    state.show_flashes()
+    ds = state.current_dataset(state.get_store())
+    left, right = st.columns(2, gap="large")
+    with left:
+        _import_form(ds.name if ds else "default")
+    with right:
+        if ds is None:
+            st.info("Import a dataset first; its labels can then be exported here.")
+        else:
+            _export(ds.name)
+
+
+render()

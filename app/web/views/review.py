@@ -1,0 +1,243 @@
+"""Review: one likely-missing label at a time, decided with the keyboard.
+
+Keys: **a** accept, **x** reject, **space** skip, **backspace** undo, **←** back to a passed
+suggestion, **→** pass. Each decision is written at once by :func:`db.review.decide` in its own
+transaction (label + audit event); the suggestion shown is leased to the annotator by
+:func:`db.review.claim_next`, so two annotators never see the same one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from app.web import cached, queries, state
+from app.web.components import Action, action_bar, md_escape, names_line
+from app.web.images import LARGE_PX, show_image
+from db.datasets import image_labels
+from db.errors import ConflictError, NotFoundError
+from db.models import utcnow
+from db.review import Decision, claim_next, decide, release_claims, undo
+
+STATE_KEY = "review_state"
+CLASS_KEY = "review_class"
+RENEW_BEFORE_S = 30.0
+MAX_PASSED = 200
+SECOND_ROW_WIDTHS = (1.5, 1.0, 1.0)  # "Undo" carries the wide "Backspace" key hint
+
+ACTIONS = (
+    Action("accept", "Accept", "A", "review-accept", "Yes, it is there: label the cell positive.", "primary"),
+    Action("reject", "Reject", "X", "review-reject", "No, it is not there: label the cell negative."),
+    Action("skip", "Skip", "Space", "review-skip", "Not sure: leave the cell unknown."),
+    Action("undo", "Undo", "Backspace", "review-undo", "Undo your last decision."),
+    Action("back", "Back", "Left", "review-back", "Back to the last suggestion you passed."),
+    Action("pass", "Pass", "Right", "review-pass", "Pass over it for now, without deciding."),
+)
+
+
+@dataclass
+class ReviewState:
+    """This tab's place in the queue: the leased suggestion, the undo stack, passed-over ids."""
+
+    dataset_id: int
+    class_id: int | None
+    reviewer: str
+    current: int | None = None
+    decided: list[int] = field(default_factory=list)
+    passed: list[int] = field(default_factory=list)
+
+
+def _review_state(dataset_id: int, class_id: int | None, reviewer: str) -> ReviewState:
+    rv: ReviewState | None = st.session_state.get(STATE_KEY)
+    if rv is None or (rv.dataset_id, rv.class_id, rv.reviewer) != (dataset_id, class_id, reviewer):
+        if rv is not None:
+            with state.get_store().write() as s:
+                release_claims(s, rv.reviewer, rv.dataset_id)
+        rv = ReviewState(dataset_id, class_id, reviewer)
+        st.session_state[STATE_KEY] = rv
+    return rv
+
+
+def _decide(rv: ReviewState, decision: Decision) -> None:
+    if rv.current is None:
+        return
+    sid, rv.current = rv.current, None
+    try:
+        with state.get_store().write() as s:
+            decide(s, sid, decision, rv.reviewer)
+    except (ConflictError, NotFoundError) as err:
+        state.flash("warning", str(err))
+        _pass_over(rv, sid)  # move on: do not offer the conflicting suggestion again
+        return
+    rv.decided.append(sid)
+
+
+def _pass_over(rv: ReviewState, sid: int) -> None:
+    rv.passed = [*rv.passed, sid][-MAX_PASSED:]
+    with state.get_store().write() as s:
+        queries.release_one(s, sid, rv.reviewer)
+
+
+def _undo(rv: ReviewState) -> None:
+    if not rv.decided:
+        state.flash("info", "Nothing to undo in this session.")
+        return
+    sid = rv.decided.pop()
+    try:
+        with state.get_store().write() as s:
+            undo(s, sid, rv.reviewer)
+    except (ConflictError, NotFoundError) as err:
+        state.flash("warning", str(err))
+        return
+    _release_current(rv)
+    rv.current = sid
+
+
+def _release_current(rv: ReviewState) -> None:
+    """Give back the shown suggestion before showing another; the queue offers it again later."""
+    if rv.current is not None:
+        with state.get_store().write() as s:
+            queries.release_one(s, rv.current, rv.reviewer)
+        rv.current = None
+
+
+def _back(rv: ReviewState) -> None:
+    if not rv.passed:
+        return
+    sid = rv.passed.pop()
+    with state.get_store().write() as s:
+        taken = queries.claim_one(s, sid, rv.reviewer)
+    if taken:
+        _release_current(rv)
+        rv.current = sid
+    else:
+        state.flash("info", f"Suggestion {sid} was decided or taken by someone else meanwhile.")
+
+
+def _pass(rv: ReviewState) -> None:
+    if rv.current is None:
+        return
+    sid, rv.current = rv.current, None
+    _pass_over(rv, sid)
+
+
+def _on_action(name: str, shown: int | None) -> None:
+    """A button or key: ``shown`` is the suggestion on screen when the buttons were rendered."""
+    rv: ReviewState = st.session_state[STATE_KEY]
+    if name in ("accept", "reject", "skip"):
+        if shown is None or shown != rv.current:
+            state.flash("info", "Key ignored: it was pressed before the next suggestion was shown.")
+            return
+        _decide(rv, Decision(name))
+    else:
+        {"undo": _undo, "back": _back, "pass": _pass}[name](rv)
+
+
+def _current(rv: ReviewState) -> queries.SuggestionView | None:
+    """The suggestion to show, leased to the reviewer: the current one (lease renewed) or the next."""
+    store = state.get_store()
+    if rv.current is not None:
+        with store.read() as s:
+            view = queries.suggestion_view(s, rv.current)
+        expires = state.as_utc(view.claim_expires_at) if view else None
+        fresh = utcnow() + dt.timedelta(seconds=RENEW_BEFORE_S)
+        if (
+            view
+            and view.status == "pending"
+            and view.claimed_by == rv.reviewer
+            and expires
+            and expires > fresh
+        ):
+            return view
+        if view and view.status == "pending":
+            with store.write() as s:
+                if queries.claim_one(s, rv.current, rv.reviewer):
+                    return queries.suggestion_view(s, rv.current)
+        rv.current = None
+    try:
+        with store.write() as s:
+            sugg = claim_next(s, rv.dataset_id, rv.reviewer, class_id=rv.class_id, exclude=tuple(rv.passed))
+            if sugg is None:
+                return None
+            rv.current = sugg.id
+            return queries.suggestion_view(s, sugg.id)
+    except ConflictError as err:
+        st.warning(md_escape(err))
+        return None
+
+
+def _class_filter(ds: state.DatasetRef) -> int | None:
+    url = state.get_store().url
+    options: dict[int | None, str] = {None: "All classes"}
+    for cid, key, name, n in cached.pending_classes(url, ds.id):
+        options[cid] = f"{name} ({key}) — {n} pending"
+    if st.session_state.get(CLASS_KEY) not in options:
+        st.session_state.pop(CLASS_KEY, None)
+    choice: int | None = st.selectbox(
+        "Class", list(options), format_func=options.__getitem__, key=CLASS_KEY, label_visibility="collapsed"
+    )
+    return choice
+
+
+def _labels(image_id: int) -> None:
+    with state.get_store().read() as s:
+        il = image_labels(s, image_id)
+    st.markdown(f"**Positive ({len(il.positives)}):** {names_line([c.display_name for c in il.positives])}")
+    st.markdown(f"**Negative ({len(il.negatives)}):** {names_line([c.display_name for c in il.negatives])}")
+    st.markdown(f"**Unknown:** {il.n_unknown} of {il.n_classes} classes")
+
+
+def _card(ds: state.DatasetRef, view: queries.SuggestionView) -> None:
+    with st.container(key=f"review-card-{view.id}"):
+        left, right = st.columns([3, 2], gap="large")
+        with right:  # the buttons (bound to this suggestion) are sent before the image
+            st.markdown(f"## Is there a {md_escape(view.class_name)}?")
+            st.caption(
+                f"class {md_escape(view.class_key)} · image {md_escape(view.external_id)} · "
+                f"suggestion {view.id}, rank {view.rank}"
+            )
+            action_bar(ACTIONS[:3], _on_action, args=(view.id,))
+            action_bar(ACTIONS[3:], _on_action, args=(view.id,), widths=SECOND_ROW_WIDTHS)
+        with left:
+            show_image(ds.image_root, view.path, max_px=LARGE_PX)
+        with right:
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Model probability", f"{view.prob:.2f}")
+            m2.metric("Class prior", "—" if view.prior is None else f"{view.prior:.3f}")
+            m3.metric(
+                "Score", f"{view.score:.3f}", help="Class-aware likelihood: higher = more likely missing."
+            )
+            _labels(view.image_id)
+            st.page_link(
+                "views/image.py",
+                label="Open on the Image page",
+                icon=":material/open_in_new:",
+                query_params={"image": view.external_id},
+            )
+
+
+def render() -> None:
+    state.show_flashes()
+    ds = state.require_dataset()
+    who = state.require_annotator("review")
+    top = st.columns([3, 2])
+    with top[1]:
+        class_id = _class_filter(ds)
+    rv = _review_state(ds.id, class_id, who)
+    view = _current(rv)
+    pending = cached.pending_count(state.get_store().url, ds.id, class_id)
+    queue = f"{cached.PENDING_CAP:,}+" if pending > cached.PENDING_CAP else f"{pending:,}"
+    top[0].caption(
+        f"Reviewing **{md_escape(ds.name)}** as **{md_escape(who)}** · {queue} pending · "
+        f"{len(rv.decided)} decided in this session"
+    )
+    if view is None:
+        st.success("No pending suggestions here. Start a new cycle on the Train page to get more.")
+        action_bar(ACTIONS[3:], _on_action, args=(None,), widths=SECOND_ROW_WIDTHS)
+    else:
+        _card(ds, view)
+
+
+render()

@@ -1,0 +1,196 @@
+"""Train: queue a retrain cycle as a job and follow it live; shows whether a worker is running.
+
+The form builds a :class:`~app.pipeline.config.CycleConfig` and enqueues a ``cycle`` job;
+``labelmend worker`` runs it. Progress comes from the job row (``progress``, ``message``,
+``heartbeat_at``), polled by a fragment every two seconds. When jobs wait and no worker has sent
+a heartbeat recently, the page says how to start one and can start ``labelmend worker --once``
+as a background process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import streamlit as st
+
+from app.pipeline.config import CycleConfig, TrainMode
+from app.web import state
+from app.web.components import md_escape
+from db.engine import labelmend_home
+from db.jobs import cancel, enqueue, recent_jobs
+from db.models import Job, JobStatus, utcnow
+
+#: A worker heartbeats a running job every few seconds; older than this, it is presumed gone.
+FRESH_S = 30.0
+POLL_S = 2.0
+PROC_KEY = "train_worker_proc"
+DEFAULTS = CycleConfig(dataset="")
+PRIORS = ("model", "naive")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@st.cache_resource(show_spinner=False)
+def _loss_names() -> list[str]:
+    from core.losses import list_losses  # imports torch: only when this page is first shown
+
+    return list(list_losses())
+
+
+def _enqueue(ds: state.DatasetRef) -> None:
+    values = {
+        f.name: st.session_state[f"train-{f.name}"]
+        for f in fields(CycleConfig)
+        if f"train-{f.name}" in st.session_state
+    }
+    try:
+        config = CycleConfig(dataset=ds.name, **{k: v for k, v in values.items() if k != "dataset"})
+        if not config.backbone.strip():
+            raise ValueError("the backbone name is empty; give a timm model name such as resnet50")
+        with state.get_store().write() as s:
+            job = enqueue(s, "cycle", config.to_dict(), dataset_id=ds.id)
+    except (TypeError, ValueError) as err:
+        state.flash("error", f"Not queued: {err}")
+        return
+    state.flash("success", f"Cycle queued as job {job.id}.")
+
+
+def _form(ds: state.DatasetRef) -> None:
+    losses = _loss_names()
+    with st.form("train-form"):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.text_input("Backbone (timm model)", DEFAULTS.backbone, key="train-backbone")
+        c2.selectbox(
+            "Mode",
+            [m.value for m in TrainMode],
+            key="train-mode",
+            help="head: cached embeddings, fast on CPU; finetune: the whole network (GPU).",
+        )
+        c3.selectbox(
+            "Loss",
+            losses,
+            index=losses.index(DEFAULTS.loss) if DEFAULTS.loss in losses else 0,
+            key="train-loss",
+        )
+        c4.number_input("Epochs", 1, 1000, DEFAULTS.epochs, key="train-epochs")
+        with st.expander("More settings"):
+            a1, a2, a3, a4 = st.columns(4)
+            a1.text_input(
+                "Pretrained weights",
+                DEFAULTS.pretrained,
+                key="train-pretrained",
+                help="hub, none, or a local checkpoint path.",
+            )
+            a2.selectbox("Class prior", PRIORS, key="train-prior")
+            a3.number_input("Image size (px)", 32, 1024, DEFAULTS.image_size, step=32, key="train-image_size")
+            a4.number_input("Batch size", 1, 4096, DEFAULTS.batch_size, key="train-batch_size")
+            b1, b2, b3, b4 = st.columns(4)
+            b1.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, format="%.5f", key="train-lr")
+            b2.number_input(
+                "Suggestions to keep", 1, 10_000_000, DEFAULTS.top_suggestions, key="train-top_suggestions"
+            )
+            b3.selectbox("Device", DEVICES, key="train-device")
+            b4.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train-seed")
+        st.form_submit_button(
+            "Queue retrain cycle", type="primary", on_click=_enqueue, args=(ds,), key="train-submit"
+        )
+
+
+def _worker_command() -> list[str]:
+    script = Path(sys.executable).with_name("labelmend")
+    base = [str(script)] if script.exists() else [sys.executable, "-c", "from app.cli import main; main()"]
+    return [*base, "worker", "--once"]
+
+
+def _start_worker() -> None:
+    logs = labelmend_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"worker-{utcnow():%Y%m%d-%H%M%S}.log"
+    env = {**os.environ, "LABELMEND_DB": state.get_store().url}
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            _worker_command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    st.session_state[PROC_KEY] = (proc, str(log_path))
+
+
+def _cancel(job_id: int) -> None:
+    with state.get_store().write() as s:
+        cancel(s, job_id)
+
+
+def _age(job: Job, now: dt.datetime) -> float | None:
+    beat = state.as_utc(job.heartbeat_at)
+    return None if beat is None else (now - beat).total_seconds()
+
+
+def _worker_state(all_jobs: list[Job], now: dt.datetime) -> None:
+    running = [j for j in all_jobs if j.status == JobStatus.RUNNING.value]
+    fresh = [j for j in running if (_age(j, now) or 1e9) < FRESH_S]
+    queued = [j for j in all_jobs if j.status == JobStatus.QUEUED.value]
+    for j in fresh:
+        st.success(
+            f"Worker {md_escape(j.worker)} is running job {j.id} (last heartbeat {_age(j, now):.0f} s ago)."
+        )
+    for j in running:
+        if j not in fresh:
+            st.warning(
+                f"Job {j.id}'s worker has been silent for {_age(j, now) or 0:.0f} s; a new worker requeues it."
+            )
+    if queued and not fresh:
+        st.warning(
+            f"{len(queued)} job(s) waiting and no worker is running. Start one with `labelmend worker`, or run the next job here."
+        )
+        st.button(
+            "Run the next job in a background process", key="train-start-worker", on_click=_start_worker
+        )
+    elif not queued and not running:
+        st.caption("No job is waiting.")
+    proc_info = st.session_state.get(PROC_KEY)
+    if proc_info:
+        proc, log_path = proc_info
+        code = proc.poll()
+        st.caption(
+            f"Background worker pid {proc.pid}: {'running' if code is None else f'exited with code {code}'} · log {md_escape(log_path)}"
+        )
+
+
+def _job(job: Job) -> None:
+    with st.container(border=True, key=f"train-job-{job.id}"):
+        head, side = st.columns([5, 1], vertical_alignment="center")
+        head.markdown(f"**Job {job.id}** · {md_escape(job.kind)} · {job.status} · attempt {job.attempts}")
+        if job.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            side.button("Cancel", key=f"train-cancel-{job.id}", on_click=_cancel, args=(job.id,))
+            st.progress(
+                min(max(float(job.progress or 0.0), 0.0), 1.0), text=md_escape(job.message or job.status)
+            )
+        elif job.status == JobStatus.FAILED.value:
+            st.error(md_escape((job.error or "failed").splitlines()[0]))
+        elif job.status == JobStatus.SUCCEEDED.value and job.result:
+            st.caption(md_escape(", ".join(f"{k}: {v}" for k, v in job.result.items())))
+
+
+@st.fragment(run_every=POLL_S)
+def _jobs(ds: state.DatasetRef) -> None:
+    with state.get_store().read() as s:
+        all_jobs = recent_jobs(s, limit=20)
+        mine = recent_jobs(s, limit=10, dataset_id=ds.id)
+    _worker_state(all_jobs, utcnow())
+    for job in mine:
+        _job(job)
+
+
+def render() -> None:
+    state.show_flashes()
+    ds = state.require_dataset()
+    st.markdown(f"## Retrain {md_escape(ds.name)}")
+    _form(ds)
+    st.markdown("#### Jobs")
+    _jobs(ds)
+
+
+render()
