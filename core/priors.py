@@ -191,8 +191,11 @@ def _adjusted_unknown_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     mean ``p`` over unknown cells, ``pi_u = clip((m - f0) / (f1 - f0), 0, 1)`` (Forman 2008; the
     binary case of Lipton et al. 2018's black-box shift estimation). Unbiased whenever unknown
     cells differ from annotated ones only in their positive rate, for any score, calibrated or
-    not. A class without an annotated positive or negative, or with ``f1 - f0 < 0.01``, keeps
-    ``m``; a class without unknown cells gets 0.
+    not. A class without an annotated positive or negative, or with ``f1 - f0 < 0.01``, gets
+    ``pi_u = 0`` (its prior falls back to the naive count): there the model's ``p`` says nothing
+    about the unknown cells — e.g. a rare class verified only as present, where an ignore-mode
+    model predicts ~1 everywhere and ``m`` would claim the class is in almost every image. A class
+    without unknown cells gets 0.
     """
     unknown = t == UNKNOWN
     pos = t == POSITIVE
@@ -212,7 +215,7 @@ def _adjusted_unknown_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     )
     gap = f1 - f0
     usable = (n_pos > 0) & (n_neg > 0) & (gap >= _MIN_SEPARATION)
-    pi_u = np.where(usable, np.clip((m - f0) / np.where(usable, gap, 1.0), 0.0, 1.0), m)
+    pi_u = np.where(usable, np.clip((m - f0) / np.where(usable, gap, 1.0), 0.0, 1.0), 0.0)
     return np.where(n_unk > 0, pi_u, 0.0)
 
 

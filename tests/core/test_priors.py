@@ -248,3 +248,16 @@ def test_write_rejects_bad_priors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"prior must lie in \[0, 1\]"):
         write_prior_csv(path, ["a", "b"], [0.5, -0.1])
     assert not path.exists()
+
+
+def test_adjusted_falls_back_to_naive_when_a_class_has_no_annotated_negative() -> None:
+    # A rare class verified only as present: an ignore-mode model predicts ~1 everywhere.
+    t = np.full((100, 2), -1, dtype=np.int8)
+    t[:3, 0] = 1
+    t[:50, 1] = 1
+    t[50:80, 1] = 0
+    p = np.full((100, 2), 0.99)
+    p[50:, 1] = 0.05
+    prior = model_prior(p, t, method="adjusted")
+    assert prior[0] == pytest.approx(naive_prior(t)[0])  # 0.03, not ~0.99
+    assert 0.5 <= prior[1] <= 0.55
