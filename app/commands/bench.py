@@ -89,5 +89,24 @@ def bench_cycle(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@bench_app.command("quality")
+def bench_quality(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="600 images, 2 seeds, R = 100: a few minutes on a laptop CPU.")
+    ] = False,
+    seeds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Seeds (paired datasets and masks); default 5, or 2 with --quick."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="Folder for report.md, results.json and the HTML charts.")
+    ] = Path("bench-output/quality"),
+) -> None:
+    """Measure CSL, the class priors and the missing-label suggestions on generated data with known truth."""
+    from app.bench.quality import quality_command  # imports torch: only when this command runs
+
+    quality_command(quick=quick, seeds=seeds, out=out)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
