@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +26,6 @@ from core.data import (
     validate_images,
 )
 from core.models import create_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: small convolutions on a shared 2-core machine run faster, not slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 COLORS = np.array(
     [[230, 30, 30], [30, 200, 30], [30, 30, 230], [230, 230, 30], [200, 30, 200], [30, 200, 200]],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,6 @@ from core.data import create_transform_for, load_image
 from core.embeddings import EmbeddingCache, EmbeddingKey, embed_images
 from core.models import create_model, feature_dim, pooled_features
 from tests.core.test_data import make_color_squares
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: small convolutions on a shared 2-core machine run faster, not slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 KEY = EmbeddingKey(backbone="toy", weights="0" * 64, image_size=32, transform="{}")
 
