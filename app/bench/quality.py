@@ -27,10 +27,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-import typer
 
 from app.bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
 from app.bench.quality_methods import HeadSettings, evaluate_protocol, supervised_map
@@ -224,19 +223,8 @@ def run_quality_bench(
     return results
 
 
-def quality_command(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="600 images, 2 seeds, R = 100: a few minutes on a laptop CPU.")
-    ] = False,
-    seeds: Annotated[
-        int | None,
-        typer.Option(min=1, help="Seeds (paired datasets and masks); default 5, or 2 with --quick."),
-    ] = None,
-    out: Annotated[
-        Path, typer.Option(file_okay=False, help="Folder for report.md, results.json and the HTML charts.")
-    ] = Path("bench-output/quality"),
-) -> None:
-    """Measure CSL, the class priors and the missing-label suggestions on generated data with known truth."""
+def quality_command(*, quick: bool, seeds: int | None, out: Path) -> None:
+    """`labelmend bench quality`: run with a progress bar, print the tables, write the report to ``out``."""
     from rich.console import Console
     from rich.markdown import Markdown
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

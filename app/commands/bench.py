@@ -108,5 +108,33 @@ def bench_quality(
     quality_command(quick=quick, seeds=seeds, out=out)
 
 
+@bench_app.command("folds")
+def bench_folds(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="600 images, 1 seed, 2 protocols, K ∈ {1, 2}: a smoke run.")
+    ] = False,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Paired seeds; default 3.")] = None,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md and folds.json.")] = Path(
+        "bench-output/folds"
+    ),
+) -> None:
+    """Does cross-fitted scoring (cycle --folds K) give better suggestions? Real cycles, known truth."""
+    import dataclasses
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from app.bench.folds_study import FoldsSettings, markdown_report, run_folds_study
+
+    settings = FoldsSettings.quick() if quick else FoldsSettings()
+    if seeds is not None:
+        settings = dataclasses.replace(settings, seeds=seeds)
+    console = Console()
+    with console.status("running cycles …") as status:
+        results = run_folds_study(settings, out_dir=out, step=lambda m: status.update(m))
+    console.print(Markdown(markdown_report(results)))
+    console.print(f"wall time {results['wall_seconds']:.0f} s; report and folds.json in {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from app.bench.quality import QualitySettings, quality_command, run_quality_bench, total_steps
+from app.bench.quality import QualitySettings, run_quality_bench, total_steps
 from app.bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
 from app.bench.quality_methods import K_LABELS, PRIOR_ESTIMATORS, RANKERS, HeadSettings, ranking_quality
 from app.bench.quality_oracle import ORACLE, run_oracle
 from app.bench.quality_report import markdown_tables
+from app.cli import app as cli
 from app.pipeline.load import load_dataset
 from app.store import open_store
 from core.losses import list_losses
@@ -65,14 +65,11 @@ def test_quick_preset_and_validation() -> None:
 
 
 def test_command_options_parse() -> None:
-    cli = typer.Typer()
-    cli.command("quality")(quality_command)
-    cli.command("other")(lambda: None)  # two commands, so "quality" is a sub-command
-    result = CliRunner().invoke(cli, ["quality", "--help"])
+    result = CliRunner().invoke(cli, ["bench", "quality", "--help"])
     assert result.exit_code == 0
     for option in ("--quick", "--seeds", "--out"):
         assert option in result.output
-    assert CliRunner().invoke(cli, ["quality", "--seeds", "0"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["bench", "quality", "--seeds", "0"]).exit_code == 2
 
 
 def test_results_json_has_the_contract_keys(run: tuple[dict[str, Any], Path, list[str]]) -> None:
