@@ -296,6 +296,28 @@ class Suggestion(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
+class SuggestionCount(Base):
+    """How many suggestions of one run and class are in each status, kept by the database.
+
+    Triggers (migration 0003) update the (run, class) row in the same transaction as every INSERT,
+    status change and DELETE on ``suggestion``, whoever writes it (a review decision, a new run, a
+    bulk load, a cascade), so per-class and per-run counts read R x C small rows instead of
+    grouping millions of suggestions. Application code only reads it. ``run_id`` and ``class_id``
+    of a suggestion never change. A migration that rebuilds ``suggestion`` (SQLite batch mode)
+    drops its triggers and must create them again.
+    """
+
+    __tablename__ = "suggestion_count"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("model_run.id", ondelete="CASCADE"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"), primary_key=True)
+    pending: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    accepted: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    rejected: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    skipped: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    superseded: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
 class Job(Base):
     """Queued work for ``labelmend worker``: a cycle, an export, an embedding refresh.
 
@@ -343,5 +365,6 @@ __all__ = [
     "RunStatus",
     "Split",
     "Suggestion",
+    "SuggestionCount",
     "SuggestionStatus",
 ]

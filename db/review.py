@@ -1,9 +1,12 @@
 """Review of suggested missing labels: claim, decide, undo — the one path the app and CLI share.
 
 Decisions: ``accept`` → the cell becomes positive, ``reject`` → negative, ``skip`` → stays unknown.
-Two annotators never hold the same suggestion: :func:`claim_next` leases it for ``lease_s``
-seconds, and :func:`decide` only succeeds on a pending suggestion that is unclaimed, claimed by the
-same reviewer, or whose lease has expired. Functions take ``session`` first and never commit.
+Two annotators never hold the same suggestion: :func:`claim_next` (the queue), :func:`claim_one`
+(one suggestion) and :func:`claim_class_page` (a page of one class) lease suggestions for
+``lease_s`` seconds, and :func:`decide` only succeeds on a pending suggestion that is unclaimed,
+claimed by the same reviewer, or whose lease has expired. A suggestion whose cell was labelled
+meanwhile (on the Image page, by an import) is not decided but marked ``superseded``.
+Functions take ``session`` first and never commit.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError
-from db.labels import get_cell, set_label
+from db.labels import CellState, get_cell, set_label
 from db.models import LabelEvent, LabelSource, Suggestion, SuggestionStatus, utcnow
 
 DEFAULT_LEASE_S = 120.0
@@ -59,7 +62,8 @@ _STATUS = {
 _VALUE = {Decision.ACCEPT: 1, Decision.REJECT: 0}
 
 
-def _available(reviewer: str, now: dt.datetime):  # type: ignore[no-untyped-def]
+def _available(reviewer: str, now: dt.datetime) -> ColumnElement[bool]:
+    """Pending, and unclaimed, claimed by ``reviewer``, or with an expired lease."""
     return and_(
         Suggestion.status == SuggestionStatus.PENDING.value,
         or_(
@@ -136,6 +140,90 @@ def claim_next(
     raise ConflictError("the review queue is busy (20 claim attempts lost to other annotators); try again")
 
 
+def claim_one(
+    session: Session, suggestion_id: int, reviewer: str, *, lease_s: float = DEFAULT_LEASE_S
+) -> bool:
+    """Lease one pending suggestion to ``reviewer`` (or renew their lease); False if unavailable."""
+    now = utcnow()
+    done = session.execute(
+        update(Suggestion)
+        .where(Suggestion.id == suggestion_id, _available(reviewer, now))
+        .values(
+            claimed_by=reviewer,
+            claim_expires_at=now + dt.timedelta(seconds=lease_s),
+            version=Suggestion.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return done == 1
+
+
+def release_one(session: Session, suggestion_id: int, reviewer: str) -> bool:
+    """Give back ``reviewer``'s lease on one pending suggestion; False if they did not hold it."""
+    done = session.execute(
+        update(Suggestion)
+        .where(
+            Suggestion.id == suggestion_id,
+            Suggestion.claimed_by == reviewer,
+            Suggestion.status == SuggestionStatus.PENDING.value,
+        )
+        .values(claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return done == 1
+
+
+def claim_class_page(
+    session: Session,
+    dataset_id: int,
+    class_id: int,
+    reviewer: str,
+    *,
+    limit: int,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> list[int]:
+    """Lease up to ``limit`` top pending suggestions of one class to ``reviewer``.
+
+    Returns:
+        The ids leased, highest score first (fewer when others hold some).
+    """
+    now = utcnow()
+    ids = list(
+        session.scalars(
+            select(Suggestion.id)
+            .where(
+                Suggestion.dataset_id == dataset_id,
+                Suggestion.class_id == class_id,
+                _available(reviewer, now),
+            )
+            .order_by(Suggestion.score.desc(), Suggestion.id)
+            .limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    session.execute(
+        update(Suggestion)
+        .where(Suggestion.id.in_(ids), _available(reviewer, now))
+        .values(
+            claimed_by=reviewer,
+            claim_expires_at=now + dt.timedelta(seconds=lease_s),
+            version=Suggestion.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    mine = set(
+        session.scalars(
+            select(Suggestion.id).where(
+                Suggestion.id.in_(ids),
+                Suggestion.claimed_by == reviewer,
+                Suggestion.status == SuggestionStatus.PENDING.value,
+            )
+        )
+    )
+    return [i for i in ids if i in mine]
+
+
 def release_claims(session: Session, reviewer: str, dataset_id: int | None = None) -> int:
     """Give back every pending suggestion ``reviewer`` holds; returns how many."""
     q = update(Suggestion).where(
@@ -151,16 +239,55 @@ def release_claims(session: Session, reviewer: str, dataset_id: int | None = Non
 def decide(session: Session, suggestion_id: int, decision: Decision | str, reviewer: str) -> Suggestion:
     """Record one review decision and change the label it implies, with its audit event.
 
+    A suggestion is only ever made for an unknown cell. When the cell has a label by the time of
+    the decision (set on the Image page or by an import meanwhile), that label stands: the
+    suggestion is marked ``superseded`` and :class:`ConflictError` says who labelled it. That
+    mark is the only thing written in the session; commit it (catch the error inside the unit of
+    work, as the app's pages do) so the queue stops offering the suggestion.
+
     Raises:
         NotFoundError: no such suggestion.
         ConflictError: already decided, leased to another reviewer, or the cell was labelled
-            meanwhile to the opposite value; nothing is written.
+            meanwhile (the suggestion is then superseded); nothing else is written.
     """
     decision = Decision.parse(decision) if isinstance(decision, str) else decision
     reviewer = reviewer.strip()
     if not reviewer:
         raise ValueError("a reviewer name is required to record a decision")
+    sugg = session.get(Suggestion, suggestion_id, populate_existing=True)
+    if sugg is None:
+        raise NotFoundError(f"suggestion {suggestion_id} does not exist")
+    image_id, class_id = sugg.image_id, sugg.class_id
     now = utcnow()
+    try:
+        with session.begin_nested():  # a lost race leaves nothing behind
+            _record(session, suggestion_id, decision, reviewer, now)
+            if decision in _VALUE:
+                set_label(
+                    session,
+                    image_id=image_id,
+                    class_id=class_id,
+                    value=_VALUE[decision],
+                    author=reviewer,
+                    source=LabelSource.REVIEW.value,
+                    reason=f"{_STATUS[decision].value} suggestion {suggestion_id}",
+                    expected_version=0,  # ConflictError unless the cell is still unknown
+                    suggestion_id=suggestion_id,
+                )
+            elif get_cell(session, image_id, class_id).version != 0:
+                raise ConflictError(f"image {image_id}, class {class_id} has a label now; reload")
+    except ConflictError:
+        cell = get_cell(session, image_id, class_id)
+        if cell.version == 0 or not _supersede(session, suggestion_id, reviewer, now):
+            raise
+        raise ConflictError(_labelled_message(image_id, class_id, cell, suggestion_id)) from None
+    return session.get(Suggestion, suggestion_id, populate_existing=True)  # type: ignore[return-value]
+
+
+def _record(
+    session: Session, suggestion_id: int, decision: Decision, reviewer: str, now: dt.datetime
+) -> None:
+    """Set the decision's status if ``reviewer`` may decide the suggestion; ConflictError if not."""
     done = session.execute(
         update(Suggestion)
         .where(Suggestion.id == suggestion_id, _available(reviewer, now))
@@ -174,35 +301,44 @@ def decide(session: Session, suggestion_id: int, decision: Decision | str, revie
         )
         .execution_options(synchronize_session=False)
     ).rowcount
+    if done == 1:
+        return
     sugg = session.get(Suggestion, suggestion_id, populate_existing=True)
     if sugg is None:
         raise NotFoundError(f"suggestion {suggestion_id} does not exist")
-    if done != 1:
-        if sugg.status != SuggestionStatus.PENDING.value:
-            raise ConflictError(
-                f"suggestion {suggestion_id} was already {sugg.status} by {sugg.reviewer}; moving on"
-            )
-        raise ConflictError(f"suggestion {suggestion_id} is being reviewed by {sugg.claimed_by}; moving on")
-    if decision in _VALUE:
-        value = _VALUE[decision]
-        cell = get_cell(session, sugg.image_id, sugg.class_id)
-        if cell.value is not None and cell.value != value:
-            raise ConflictError(
-                f"image {sugg.image_id}, class {sugg.class_id} was labelled "
-                f"{'positive' if cell.value else 'negative'} by {cell.author} meanwhile; reload"
-            )
-        set_label(
-            session,
-            image_id=sugg.image_id,
-            class_id=sugg.class_id,
-            value=value,
-            author=reviewer,
-            source=LabelSource.REVIEW.value,
-            reason=f"{_STATUS[decision].value} suggestion {suggestion_id}",
-            expected_version=cell.version,
-            suggestion_id=suggestion_id,
+    if sugg.status == SuggestionStatus.SUPERSEDED.value:
+        raise ConflictError(
+            f"suggestion {suggestion_id} was superseded (by a newer run or a label set meanwhile); moving on"
         )
-    return sugg
+    if sugg.status != SuggestionStatus.PENDING.value:
+        raise ConflictError(
+            f"suggestion {suggestion_id} was already {sugg.status} by {sugg.reviewer}; moving on"
+        )
+    raise ConflictError(f"suggestion {suggestion_id} is being reviewed by {sugg.claimed_by}; moving on")
+
+
+def _supersede(session: Session, suggestion_id: int, reviewer: str, now: dt.datetime) -> bool:
+    """Mark a suggestion ``reviewer`` may decide as superseded; False if it is not theirs to change."""
+    done = session.execute(
+        update(Suggestion)
+        .where(Suggestion.id == suggestion_id, _available(reviewer, now))
+        .values(
+            status=SuggestionStatus.SUPERSEDED.value,
+            claimed_by=None,
+            claim_expires_at=None,
+            version=Suggestion.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return done == 1
+
+
+def _labelled_message(image_id: int, class_id: int, cell: CellState, suggestion_id: int) -> str:
+    state = "positive" if cell.value == 1 else "negative"
+    return (
+        f"image {image_id}, class {class_id} was labelled {state} meanwhile by {cell.author} "
+        f"(suggestion {suggestion_id} superseded); reload"
+    )
 
 
 def undo(
@@ -271,4 +407,15 @@ def undo(
     return session.get(Suggestion, suggestion_id, populate_existing=True)  # type: ignore[return-value]
 
 
-__all__ = ["DEFAULT_LEASE_S", "Decision", "claim_next", "decide", "pending_page", "release_claims", "undo"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Decision",
+    "claim_class_page",
+    "claim_next",
+    "claim_one",
+    "decide",
+    "pending_page",
+    "release_claims",
+    "release_one",
+    "undo",
+]

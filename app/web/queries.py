@@ -1,8 +1,7 @@
-"""Queries the app needs that ``db/`` does not offer (yet): every one indexed and LIMITed.
+"""Read-only view queries the pages need that ``db/`` does not offer: every one indexed and LIMITed.
 
-Functions take ``session`` first and never commit, like ``db/``. Claims follow the rules of
-:mod:`db.review`: a pending suggestion is available to a reviewer when it is unclaimed, claimed by
-them, or its lease has expired.
+Functions take ``session`` first and never write. Claims and decisions live in :mod:`db.review`,
+shared with the CLI.
 """
 
 from __future__ import annotations
@@ -11,24 +10,21 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Image, LabelClass, LabelEvent, ModelRun, RunClassStat, RunStatus, Suggestion, utcnow
-from db.review import DEFAULT_LEASE_S
+from db.models import (
+    Image,
+    LabelClass,
+    LabelEvent,
+    ModelRun,
+    RunClassStat,
+    RunStatus,
+    Suggestion,
+    SuggestionCount,
+)
 
 PENDING = "pending"
-
-
-def _available(reviewer: str, now: dt.datetime) -> ColumnElement[bool]:
-    return and_(
-        Suggestion.status == PENDING,
-        or_(
-            Suggestion.claimed_by.is_(None),
-            Suggestion.claimed_by == reviewer,
-            Suggestion.claim_expires_at < now,
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -100,88 +96,6 @@ def suggestion_views(session: Session, ids: Sequence[int]) -> list[SuggestionVie
     return [by_id[i] for i in ids if i in by_id]
 
 
-def claim_one(
-    session: Session, suggestion_id: int, reviewer: str, *, lease_s: float = DEFAULT_LEASE_S
-) -> bool:
-    """Lease one pending suggestion to ``reviewer`` (or renew their lease); False if unavailable."""
-    now = utcnow()
-    done = session.execute(
-        update(Suggestion)
-        .where(Suggestion.id == suggestion_id, _available(reviewer, now))
-        .values(
-            claimed_by=reviewer,
-            claim_expires_at=now + dt.timedelta(seconds=lease_s),
-            version=Suggestion.version + 1,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
-
-
-def release_one(session: Session, suggestion_id: int, reviewer: str) -> bool:
-    """Give back ``reviewer``'s lease on one pending suggestion; False if they did not hold it."""
-    done = session.execute(
-        update(Suggestion)
-        .where(
-            Suggestion.id == suggestion_id,
-            Suggestion.claimed_by == reviewer,
-            Suggestion.status == PENDING,
-        )
-        .values(claimed_by=None, claim_expires_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
-
-
-def claim_class_page(
-    session: Session,
-    dataset_id: int,
-    class_id: int,
-    reviewer: str,
-    *,
-    limit: int,
-    lease_s: float = DEFAULT_LEASE_S,
-) -> list[int]:
-    """Lease up to ``limit`` top pending suggestions of one class to ``reviewer``.
-
-    Returns:
-        The ids leased, highest score first (fewer when others hold some).
-    """
-    now = utcnow()
-    ids = list(
-        session.scalars(
-            select(Suggestion.id)
-            .where(
-                Suggestion.dataset_id == dataset_id,
-                Suggestion.class_id == class_id,
-                _available(reviewer, now),
-            )
-            .order_by(Suggestion.score.desc(), Suggestion.id)
-            .limit(limit)
-        )
-    )
-    if not ids:
-        return []
-    session.execute(
-        update(Suggestion)
-        .where(Suggestion.id.in_(ids), _available(reviewer, now))
-        .values(
-            claimed_by=reviewer,
-            claim_expires_at=now + dt.timedelta(seconds=lease_s),
-            version=Suggestion.version + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    mine = set(
-        session.scalars(
-            select(Suggestion.id).where(
-                Suggestion.id.in_(ids), Suggestion.claimed_by == reviewer, Suggestion.status == PENDING
-            )
-        )
-    )
-    return [i for i in ids if i in mine]
-
-
 def pending_count(
     session: Session, dataset_id: int, class_id: int | None = None, *, cap: int | None = None
 ) -> int:
@@ -209,35 +123,22 @@ class ClassPending:
 
 
 def pending_by_class(session: Session, dataset_id: int, limit: int = 500) -> list[ClassPending]:
-    """Classes with pending suggestions, most pending first (at most ``limit``)."""
-    n = func.count().label("n")
-    sub = (
-        select(Suggestion.class_id, n)
-        .where(Suggestion.dataset_id == dataset_id, Suggestion.status == PENDING)
-        .group_by(Suggestion.class_id)
-        .subquery()
-    )
+    """Classes with pending suggestions, most pending first (at most ``limit``).
+
+    Reads the trigger-kept ``suggestion_count`` (runs x classes rows), not the suggestions.
+    """
+    n = func.sum(SuggestionCount.pending).label("n")
     rows = session.execute(
-        select(LabelClass.id, LabelClass.key, LabelClass.display_name, sub.c.n)
-        .join(sub, sub.c.class_id == LabelClass.id)
-        .order_by(sub.c.n.desc(), LabelClass.position)
+        select(LabelClass.id, LabelClass.key, LabelClass.display_name, n)
+        .join(SuggestionCount, SuggestionCount.class_id == LabelClass.id)
+        .join(ModelRun, ModelRun.id == SuggestionCount.run_id)
+        .where(ModelRun.dataset_id == dataset_id, LabelClass.dataset_id == dataset_id)
+        .group_by(LabelClass.id, LabelClass.key, LabelClass.display_name, LabelClass.position)
+        .having(n > 0)
+        .order_by(n.desc(), LabelClass.position)
         .limit(limit)
     ).all()
-    return [ClassPending(*r) for r in rows]
-
-
-def status_counts_by_run(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """run id → {suggestion status: count} for the given runs."""
-    out: dict[int, dict[str, int]] = {}
-    if not run_ids:
-        return out
-    for run_id, status, n in session.execute(
-        select(Suggestion.run_id, Suggestion.status, func.count())
-        .where(Suggestion.run_id.in_(list(run_ids)))
-        .group_by(Suggestion.run_id, Suggestion.status)
-    ):
-        out.setdefault(run_id, {})[status] = n
-    return out
+    return [ClassPending(cid, key, name, int(k)) for cid, key, name, k in rows]
 
 
 def succeeded_target_runs(session: Session, dataset_id: int, limit: int = 2) -> list[ModelRun]:
@@ -370,8 +271,6 @@ __all__ = [
     "ClassStatRow",
     "EventRow",
     "SuggestionView",
-    "claim_class_page",
-    "claim_one",
     "class_stats_named",
     "find_images",
     "image_events",
@@ -379,8 +278,6 @@ __all__ = [
     "pending_by_class",
     "pending_count",
     "pending_for_image",
-    "release_one",
-    "status_counts_by_run",
     "succeeded_target_runs",
     "suggestion_view",
     "suggestion_views",

@@ -24,13 +24,13 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from torch import nn
 
 from core._validation import check_positive_int
 from core.losses.baselines import HillLoss, LargeLossRejection, WeakAssumeNegativeLoss
+from core.losses.catalog import LossName
 from core.losses.selective import ClassAwareSelectiveLoss, likelihood_topk_for, prior_as_array
 
 __all__ = ["CSL_GAMMA_NEG", "LossName", "is_loss", "list_losses", "loss_from_name", "register_loss"]
@@ -42,26 +42,6 @@ logger = logging.getLogger(__name__)
 #: vs 42.84, RPS 43.09 vs 42.96, per-image verification 40.99 vs 40.89), so 1 stays the default until
 #: the quality benchmark (issue 6) measures both with real backbones.
 CSL_GAMMA_NEG: float = 1.0
-
-
-class LossName(StrEnum):
-    """Names of the loss presets."""
-
-    IGNORE = "ignore"
-    NEGATIVE = "negative"
-    ASL = "asl"
-    CSL = "csl"
-    HILL = "hill"
-    WAN = "wan"
-    LL_R = "ll-r"
-
-    @classmethod
-    def from_str(cls, name: str | LossName) -> LossName:
-        """Parse a preset name, raising ``ValueError`` that lists the valid names."""
-        try:
-            return cls(name)
-        except ValueError:
-            raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(list_losses())}") from None
 
 
 #: A preset builder: ``(num_classes, prior) -> (loss class, constructor keyword arguments)``.

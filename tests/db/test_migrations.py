@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, func, inspect, select, text
+from alembic import command
+from sqlalchemy import Engine, case, create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from db.engine import make_engine, make_sessionmaker
 from db.labels import set_label
-from db.migrate import current_revision, ensure_schema, head_revision, upgrade
-from db.models import Base, LabelEvent
+from db.migrate import alembic_config, current_revision, ensure_schema, head_revision, upgrade
+from db.models import Base, LabelEvent, Suggestion, SuggestionCount
 from db.review import claim_next, decide, undo
 from tests.db.factory import add_run_with_suggestions, make_small
 
@@ -65,3 +66,54 @@ def test_older_database_with_data_upgrades_in_place(db_url: str) -> None:
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(LabelEvent)) == 3
     engine.dispose()
+
+
+def test_suggestion_counts_are_backfilled_and_kept(db_url: str) -> None:
+    engine = make_engine(_fresh(db_url))
+    upgrade(engine, "0002")
+    sm = make_sessionmaker(engine)
+    with sm.begin() as s:
+        small = make_small(s)
+        add_run_with_suggestions(s, small, [(0, 0), (1, 1)])
+        add_run_with_suggestions(s, small, [(2, 2), (3, 2), (4, 3)])  # supersedes the first two
+    with sm.begin() as s:
+        sugg = claim_next(s, small.dataset_id, "ann")
+        assert sugg is not None
+        decide(s, sugg.id, "reject", "ann")
+    ensure_schema(engine)
+    want = {
+        (run, cls): (pending, accepted, rejected, skipped, superseded)
+        for run, cls, pending, accepted, rejected, skipped, superseded in _count_by_status(engine)
+    }
+    with Session(engine) as s:
+        have = {
+            (c.run_id, c.class_id): (c.pending, c.accepted, c.rejected, c.skipped, c.superseded)
+            for c in s.scalars(select(SuggestionCount))
+        }
+    assert have == want and sum(v[0] for v in have.values()) == 2
+    with sm.begin() as s:  # the triggers keep it from here on
+        add_run_with_suggestions(s, small, [(5, 0)])
+    with Session(engine) as s:
+        assert s.scalar(select(func.sum(SuggestionCount.pending))) == 1
+        assert s.scalar(select(func.sum(SuggestionCount.superseded))) == 4
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:  # and the migration undoes cleanly
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert "suggestion_count" not in inspect(engine).get_table_names()
+    with sm.begin() as s:
+        add_run_with_suggestions(s, small, [(4, 1)])  # no trigger left behind
+    engine.dispose()
+
+
+def _count_by_status(engine: Engine) -> list[tuple[int, ...]]:
+    """(run, class, pending, accepted, rejected, skipped, superseded) from the suggestions themselves."""
+    statuses = ("pending", "accepted", "rejected", "skipped", "superseded")
+    sums = [func.sum(case((Suggestion.status == st, 1), else_=0)) for st in statuses]
+    with Session(engine) as s:
+        rows = s.execute(
+            select(Suggestion.run_id, Suggestion.class_id, *sums).group_by(
+                Suggestion.run_id, Suggestion.class_id
+            )
+        ).all()
+    return [tuple(int(v) for v in r) for r in rows]

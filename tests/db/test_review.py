@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.errors import ConflictError
 from db.labels import get_cell, set_label
 from db.models import LabelEvent, Suggestion
-from db.review import Decision, claim_next, decide, undo
+from db.review import Decision, claim_class_page, claim_next, claim_one, decide, release_one, undo
 from tests.db.factory import add_run_with_suggestions, make_small
 
 
@@ -83,29 +83,102 @@ def test_undo_restores_cell_and_requeues(sm: sessionmaker[Session]) -> None:
         assert again is not None and again.id == sugg.id
 
 
-def test_conflicting_label_meanwhile_is_a_clear_conflict(sm: sessionmaker[Session]) -> None:
+@pytest.mark.parametrize("decision", ["accept", "reject", "skip"])
+def test_label_set_meanwhile_supersedes_the_suggestion(sm: sessionmaker[Session], decision: str) -> None:
     with sm.begin() as s:
         small = make_small(s)
         add_run_with_suggestions(s, small, [(0, 0)])
     with sm.begin() as s:
         sugg = claim_next(s, small.dataset_id, "ann")
         assert sugg is not None
-    with sm.begin() as s:
-        set_label(
-            s,
-            image_id=small.image_ids[0],
-            class_id=small.class_ids[0],
-            value=0,
-            author="editor",
-            source="edit",
-            reason="image page",
-            expected_version=0,
-        )
-    with pytest.raises(ConflictError, match="labelled negative by editor"), sm.begin() as s:
-        decide(s, sugg.id, "accept", "ann")
+    cell = {"image_id": small.image_ids[0], "class_id": small.class_ids[0]}
+    with sm.begin() as s:  # e.g. on the Image page, while the suggestion is on ann's screen
+        set_label(s, **cell, value=0, author="editor", source="edit", reason="image page", expected_version=0)
+    message = (
+        f"image {cell['image_id']}, class {cell['class_id']} was labelled negative meanwhile by editor "
+        f"\\(suggestion {sugg.id} superseded\\); reload"
+    )
+    with pytest.raises(ConflictError, match=message), sm.begin() as s:
+        decide(s, sugg.id, decision, "ann")  # the error leaves the unit of work: all rolled back
     with sm() as s:
         assert s.get(Suggestion, sugg.id).status == "pending"  # type: ignore[union-attr]
-        assert len(_events(s)) == 1
+    # Caught inside the unit of work (as the app does): the superseded mark is committed.
+    with sm.begin() as s, pytest.raises(ConflictError, match=message):
+        decide(s, sugg.id, decision, "ann")
+    with sm() as s:
+        after = s.get(Suggestion, sugg.id)
+        assert after is not None
+        assert (after.status, after.reviewer, after.claimed_by) == ("superseded", None, None)
+        assert (get_cell(s, **cell).value, get_cell(s, **cell).author) == (0, "editor")  # not overwritten
+        assert [(e.author, e.after) for e in _events(s)] == [("editor", 0)]
+    with sm.begin() as s:
+        assert claim_next(s, small.dataset_id, "ann") is None  # the queue no longer offers it
+    with pytest.raises(ConflictError, match="was superseded"), sm.begin() as s:
+        decide(s, sugg.id, decision, "ann")
+
+
+def test_same_label_meanwhile_also_supersedes(sm: sessionmaker[Session]) -> None:
+    with sm.begin() as s:
+        small = make_small(s)
+        add_run_with_suggestions(s, small, [(1, 2)])
+        cell = {"image_id": small.image_ids[1], "class_id": small.class_ids[2]}
+        set_label(s, **cell, value=1, author="importer", source="import", reason="import b.csv")
+    with sm() as s:
+        sid = s.scalars(select(Suggestion.id)).one()
+    with sm.begin() as s, pytest.raises(ConflictError, match="labelled positive meanwhile by importer"):
+        decide(s, sid, "accept", "ann")
+    with sm() as s:
+        assert s.get(Suggestion, sid).status == "superseded"  # type: ignore[union-attr]
+        assert len(_events(s)) == 1  # only the import's
+
+
+def test_a_lease_held_by_another_is_not_superseded(sm: sessionmaker[Session]) -> None:
+    with sm.begin() as s:
+        small = make_small(s)
+        add_run_with_suggestions(s, small, [(0, 0)])
+    with sm.begin() as s:
+        held = claim_next(s, small.dataset_id, "alice")
+        assert held is not None
+        set_label(s, image_id=small.image_ids[0], class_id=small.class_ids[0], value=1, author="editor",
+                  source="edit", reason="image page")  # fmt: skip
+    with sm.begin() as s, pytest.raises(ConflictError, match="being reviewed by alice"):
+        decide(s, held.id, "reject", "bob")
+    with sm() as s:
+        assert s.get(Suggestion, held.id).status == "pending"  # type: ignore[union-attr]
+
+
+def test_claim_one_release_one_and_class_pages(sm: sessionmaker[Session]) -> None:
+    with sm.begin() as s:
+        small = make_small(s)
+        add_run_with_suggestions(s, small, [(0, 1), (1, 1), (2, 1), (3, 1), (4, 0)])
+    with sm.begin() as s:
+        ann = claim_class_page(s, small.dataset_id, small.class_ids[1], "ann", limit=2)
+    with sm.begin() as s:
+        bob = claim_class_page(s, small.dataset_id, small.class_ids[1], "bob", limit=5)
+    with sm() as s:
+        by_score = list(
+            s.scalars(
+                select(Suggestion.id)
+                .where(Suggestion.class_id == small.class_ids[1])
+                .order_by(Suggestion.score.desc())
+            )
+        )
+    assert ann == by_score[:2] and bob == by_score[2:]  # best first, never shared
+    with sm.begin() as s:
+        assert not claim_one(s, ann[0], "bob")
+        assert not release_one(s, ann[0], "bob")
+        assert release_one(s, ann[0], "ann")
+        assert claim_one(s, ann[0], "bob")
+        assert claim_one(s, ann[0], "bob")  # renewing one's own lease
+    with sm.begin() as s:
+        assert claim_one(s, ann[1], "ann", lease_s=-1.0)  # a lease that has already run out
+    with sm.begin() as s:
+        assert claim_one(s, ann[1], "carol")
+        decide(s, ann[1], "accept", "carol")
+    with sm.begin() as s:
+        assert not claim_one(s, ann[1], "carol")  # decided: no longer pending
+        assert not release_one(s, ann[1], "carol")
+        assert claim_class_page(s, small.dataset_id, small.class_ids[1], "dave", limit=5) == []
 
 
 def test_optimistic_concurrency_on_set_label(sm: sessionmaker[Session]) -> None:

@@ -16,7 +16,7 @@ from app.web import cached, queries, state
 from app.web.components import Action, action_bar, md_escape
 from app.web.images import THUMB_PX, show_image
 from db.errors import ConflictError, NotFoundError
-from db.review import Decision, decide, release_claims
+from db.review import Decision, claim_class_page, decide, release_claims
 
 STATE_KEY = "grid_state"
 CLASS_KEY = "grid_class"
@@ -70,7 +70,7 @@ def _ensure_page(gs: GridState) -> None:
     """Lease the next page of the class when the grid is empty (first view, or after a submit)."""
     if not gs.ids:
         with state.get_store().write() as s:
-            gs.ids = queries.claim_class_page(s, gs.dataset_id, gs.class_id, gs.reviewer, limit=gs.size)
+            gs.ids = claim_class_page(s, gs.dataset_id, gs.class_id, gs.reviewer, limit=gs.size)
         gs.rejected = set()
 
 
@@ -85,12 +85,12 @@ def _submit(gs: GridState) -> None:
     store = state.get_store()
     for sid in gs.ids:
         decision = Decision.REJECT if sid in gs.rejected else Decision.ACCEPT
-        try:
-            with store.write() as s:
+        with store.write() as s:  # one decision per transaction; a conflict commits only its mark
+            try:
                 decide(s, sid, decision, gs.reviewer)
-            done[decision] += 1
-        except (ConflictError, NotFoundError) as err:
-            problems.append(str(err))
+                done[decision] += 1
+            except (ConflictError, NotFoundError) as err:
+                problems.append(str(err))
     gs.ids, gs.rejected = [], set()
     cached.pending_classes.clear()
     cached.pending_count.clear()

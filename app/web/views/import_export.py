@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from app.web import MAX_UPLOAD_MB, cached, state
+from app.web import MAX_UPLOAD_MB, state
 from app.web.components import md_escape
 from db.engine import labelmend_home
 from db.errors import StoreError
@@ -114,7 +114,6 @@ def _on_import() -> None:
         return
     finally:
         shutil.rmtree(upload_dir, ignore_errors=True)
-    cached.dataset_overview.clear()
     ss[state.DATASET_KEY] = dataset
     state.flash("success", summary)
 

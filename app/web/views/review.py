@@ -17,9 +17,9 @@ from app.web import cached, queries, state
 from app.web.components import Action, action_bar, md_escape, names_line
 from app.web.images import LARGE_PX, show_image
 from db.datasets import image_labels
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError, NotFoundError, StoreError
 from db.models import utcnow
-from db.review import Decision, claim_next, decide, release_claims, undo
+from db.review import Decision, claim_next, claim_one, decide, release_claims, release_one, undo
 
 STATE_KEY = "review_state"
 CLASS_KEY = "review_class"
@@ -64,11 +64,14 @@ def _decide(rv: ReviewState, decision: Decision) -> None:
     if rv.current is None:
         return
     sid, rv.current = rv.current, None
-    try:
-        with state.get_store().write() as s:
+    problem: StoreError | None = None
+    with state.get_store().write() as s:
+        try:
             decide(s, sid, decision, rv.reviewer)
-    except (ConflictError, NotFoundError) as err:
-        state.flash("warning", str(err))
+        except (ConflictError, NotFoundError) as err:
+            problem = err  # committed: a suggestion whose cell was labelled meanwhile stays superseded
+    if problem is not None:
+        state.flash("warning", str(problem))
         _pass_over(rv, sid)  # move on: do not offer the conflicting suggestion again
         return
     rv.decided.append(sid)
@@ -77,7 +80,7 @@ def _decide(rv: ReviewState, decision: Decision) -> None:
 def _pass_over(rv: ReviewState, sid: int) -> None:
     rv.passed = [*rv.passed, sid][-MAX_PASSED:]
     with state.get_store().write() as s:
-        queries.release_one(s, sid, rv.reviewer)
+        release_one(s, sid, rv.reviewer)
 
 
 def _undo(rv: ReviewState) -> None:
@@ -99,7 +102,7 @@ def _release_current(rv: ReviewState) -> None:
     """Give back the shown suggestion before showing another; the queue offers it again later."""
     if rv.current is not None:
         with state.get_store().write() as s:
-            queries.release_one(s, rv.current, rv.reviewer)
+            release_one(s, rv.current, rv.reviewer)
         rv.current = None
 
 
@@ -108,7 +111,7 @@ def _back(rv: ReviewState) -> None:
         return
     sid = rv.passed.pop()
     with state.get_store().write() as s:
-        taken = queries.claim_one(s, sid, rv.reviewer)
+        taken = claim_one(s, sid, rv.reviewer)
     if taken:
         _release_current(rv)
         rv.current = sid
@@ -153,7 +156,7 @@ def _current(rv: ReviewState) -> queries.SuggestionView | None:
             return view
         if view and view.status == "pending":
             with store.write() as s:
-                if queries.claim_one(s, rv.current, rv.reviewer):
+                if claim_one(s, rv.current, rv.reviewer):
                     return queries.suggestion_view(s, rv.current)
         rv.current = None
     try:

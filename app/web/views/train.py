@@ -21,6 +21,7 @@ import streamlit as st
 from app.pipeline.config import CycleConfig, TrainMode
 from app.web import state
 from app.web.components import md_escape
+from core.losses.catalog import describe_loss, loss_names
 from db.engine import labelmend_home
 from db.jobs import cancel, enqueue, recent_jobs
 from db.models import Job, JobStatus, utcnow
@@ -32,13 +33,6 @@ PROC_KEY = "train_worker_proc"
 DEFAULTS = CycleConfig(dataset="")
 PRIORS = ("model", "naive")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-@st.cache_resource(show_spinner=False)
-def _loss_names() -> list[str]:
-    from core.losses import list_losses  # imports torch: only when this page is first shown
-
-    return list(list_losses())
 
 
 def _enqueue(ds: state.DatasetRef) -> None:
@@ -60,7 +54,7 @@ def _enqueue(ds: state.DatasetRef) -> None:
 
 
 def _form(ds: state.DatasetRef) -> None:
-    losses = _loss_names()
+    losses = loss_names()  # from the torch-free catalog: this page never imports torch
     with st.form("train-form"):
         c1, c2, c3, c4 = st.columns(4)
         c1.text_input("Backbone (timm model)", DEFAULTS.backbone, key="train-backbone")
@@ -74,6 +68,7 @@ def _form(ds: state.DatasetRef) -> None:
             "Loss",
             losses,
             index=losses.index(DEFAULTS.loss) if DEFAULTS.loss in losses else 0,
+            format_func=describe_loss,
             key="train-loss",
         )
         c4.number_input("Epochs", 1, 1000, DEFAULTS.epochs, key="train-epochs")

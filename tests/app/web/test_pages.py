@@ -146,10 +146,10 @@ def test_two_annotators_never_share_and_conflicts_move_on(
         )
     at1.button(key="review-accept").click().run()
     _no_exception(at1)
-    assert any("negative by carol meanwhile" in w.value for w in at1.warning)
+    assert any("negative meanwhile by carol" in w.value for w in at1.warning)
     with store.read() as s:
         assert get_cell(s, s1.image_id, s1.class_id).value == 0  # carol's label kept, not overwritten
-        assert s.get(Suggestion, s1.id).status == "pending"
+        assert s.get(Suggestion, s1.id).status == "superseded"  # and never offered again
     assert _shown(store, "ann1").id not in (s1.id, s2.id)  # moved on, and not to ann2's suggestion
 
 
@@ -250,14 +250,49 @@ def test_class_grid_toggle_and_submit(make_app: AppFactory, seeded: tuple[Store,
     assert any(f"{len(page) - 1} accepted, 1 rejected" in m.value for m in at.success)
 
 
-@sqlite_only
+def test_class_grid_page_with_a_cell_labelled_meanwhile(
+    make_app: AppFactory, seeded: tuple[Store, Seeded]
+) -> None:
+    store, _ = seeded
+    at = make_app(annotator="ann", page="class_grid")
+    page = [int(b.key.rsplit("-", 1)[1]) for b in at.button if (b.key or "").startswith("grid-toggle-")]
+    assert len(page) >= 2
+    with store.write() as s:  # someone labels the first thumbnail's cell on the Image page
+        taken = s.get(Suggestion, page[0])
+        set_label(s, image_id=taken.image_id, class_id=taken.class_id, value=1, author="carol",
+                  source="edit", reason="image page")  # fmt: skip
+    at.button(key="grid-submit").click().run()
+    _no_exception(at)
+    assert any(f"{len(page) - 1} accepted, 0 rejected" in m.value for m in at.success)
+    assert any("labelled positive meanwhile by carol" in w.value for w in at.warning)
+    with store.read() as s:
+        status = {i: s.get(Suggestion, i).status for i in page}
+        events = s.scalar(
+            select(func.count()).select_from(LabelEvent).where(LabelEvent.suggestion_id.in_(page))
+        )
+    assert status == {i: "superseded" if i == page[0] else "accepted" for i in page}
+    assert events == len(page) - 1
+
+
 def test_dataset_page_counts(make_app: AppFactory, seeded: tuple[Store, Seeded]) -> None:
     store, sd = seeded
     at = make_app(annotator="ann", page="dataset")
     _no_exception(at)
-    with store.read() as s:
-        pos = s.scalar(select(func.count()).select_from(Label).where(Label.value == 1))
-        neg = s.scalar(select(func.count()).select_from(Label).where(Label.value == 0))
+
+    def truth() -> tuple[int, int, dict[str, int]]:
+        with store.read() as s:
+            pos = s.scalar(select(func.count()).select_from(Label).where(Label.value == 1))
+            neg = s.scalar(select(func.count()).select_from(Label).where(Label.value == 0))
+            by_status = dict(
+                s.execute(
+                    select(Suggestion.status, func.count())
+                    .where(Suggestion.class_id == sd.class_ids[2])
+                    .group_by(Suggestion.status)
+                ).all()
+            )
+        return pos, neg, by_status
+
+    pos, neg, by_status = truth()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == str(len(sd.image_ids))
     assert metrics["Positive labels"] == str(pos)
@@ -266,6 +301,16 @@ def test_dataset_page_counts(make_app: AppFactory, seeded: tuple[Store, Seeded])
     at.text_input(key="dataset-class-search").input("/m/c2").run()
     found = at.dataframe[0].value
     assert list(found["key"]) == ["/m/c2"]
+    row = found.iloc[0]
+    assert [int(row[k]) for k in ("pending", "accepted", "rejected")] == [
+        by_status.get(k, 0) for k in ("pending", "accepted", "rejected")
+    ]
+    with store.write() as s:  # a label written elsewhere shows on the next visit (the cache is versioned)
+        image = next(i for i in sd.image_ids if get_cell(s, i, sd.class_ids[2]).value is None)
+        set_label(s, image_id=image, class_id=sd.class_ids[2], value=1, author="b", source="edit", reason="r")
+    at.switch_page("views/models.py").run()
+    at.switch_page("views/dataset.py").run()
+    assert {m.label: m.value for m in at.metric}["Positive labels"] == str(pos + 1)
 
 
 @sqlite_only
