@@ -12,6 +12,7 @@ import sys
 import typer
 
 from app.commands import register_all
+from app.pipeline.home import HomeError
 from db.errors import StoreError
 
 app = typer.Typer(
@@ -38,7 +39,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except (StoreError, ValueError, FileNotFoundError) as err:
+    except (StoreError, ValueError, FileNotFoundError, HomeError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         sys.exit(1)
 

@@ -3,8 +3,11 @@
 One worker process runs one job at a time. While a job runs, a background thread refreshes its
 heartbeat every ``heartbeat_s`` seconds; a worker that finds a running job whose heartbeat is
 older than ``stale_s`` (its worker died) puts it back in the queue, and the job resumes from its
-checkpoints. A failing job is marked failed with a one-line error; the store stays consistent
-because each job step commits its own unit of work.
+checkpoints — up to ``max_attempts`` starts, after which a job that keeps killing its worker (out of
+memory, a crashing library) is marked failed instead of being requeued forever. A failing job is
+marked failed with a one-line error; the store stays consistent because each job step commits its
+own unit of work. Progress is written at most once a second, and at once when the stage (the text
+before the first ``:`` of the message) changes, so the job row always names the current stage.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.pipeline.home import HomeError
 from app.store import Store
 from db import jobs
+from db.errors import StoreError
 from db.models import Job
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class Worker:
     Args:
         heartbeat_s: seconds between heartbeats of a running job.
         stale_s: a running job silent for longer is requeued (its worker is presumed dead).
+        max_attempts: a stale job that was started this many times is failed, not requeued.
     """
 
     store: Store
@@ -57,16 +63,31 @@ class Worker:
     heartbeat_s: float = 5.0
     stale_s: float = 60.0
     poll_s: float = 2.0
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         self.name = self.name or worker_name()
 
     def requeue_stale(self) -> list[int]:
+        """Requeue running jobs whose worker went silent; returns their ids (those given up on excluded)."""
+        requeued: list[int] = []
         with self.store.write() as s:
-            ids = jobs.requeue_stale(s, self.stale_s)
-        for job_id in ids:
-            log.warning("job %d requeued: its worker stopped sending heartbeats", job_id)
-        return ids
+            for job_id in jobs.requeue_stale(s, self.stale_s):
+                job = jobs.get_job(s, job_id)
+                if job.attempts >= self.max_attempts:
+                    jobs.fail(
+                        s,
+                        job_id,
+                        f"its worker died during each of {job.attempts} attempts (out of memory? killed?); "
+                        "see the worker's log, fix the cause and queue the job again",
+                    )
+                    log.error(
+                        "job %d failed: its worker died during each of %d attempts", job_id, job.attempts
+                    )
+                else:
+                    requeued.append(job_id)
+                    log.warning("job %d requeued: its worker stopped sending heartbeats", job_id)
+        return requeued
 
     def run_once(self) -> int | None:
         """Claim and run one job; returns its id, or None when the queue is empty."""
@@ -116,6 +137,7 @@ class Worker:
                     log.exception("heartbeat of job %d failed", job.id)
 
         last_write = [0.0]
+        last_stage = [""]
 
         def progress(fraction: float, message: str) -> None:
             if lost.is_set():
@@ -123,8 +145,10 @@ class Worker:
             with lock:
                 state["progress"], state["message"] = fraction, message
             now = time.monotonic()
-            if now - last_write[0] >= 1.0:  # progress rows at most once a second
-                last_write[0] = now
+            stage = message.split(":", 1)[0]
+            # progress rows at most once a second, but a new stage at once
+            if now - last_write[0] >= 1.0 or stage != last_stage[0]:
+                last_write[0], last_stage[0] = now, stage
                 with self.store.write() as s:
                     if not jobs.heartbeat(s, job.id, self.name, fraction, message):
                         lost.set()
@@ -137,10 +161,9 @@ class Worker:
             log.warning("%s", err)
             return
         except Exception as err:
-            log.error("job %d (%s) failed: %s", job.id, job.kind, err)
-            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            log.error("job %d (%s) failed: %s", job.id, job.kind, err, exc_info=not _is_user_error(err))
             with self.store.write() as s:
-                jobs.fail(s, job.id, detail)
+                jobs.fail(s, job.id, error_line(err))
             return
         finally:
             stop_beat.set()
@@ -149,4 +172,15 @@ class Worker:
             jobs.finish(s, job.id, result)
 
 
-__all__ = ["JobCancelled", "Worker", "worker_name"]
+def _is_user_error(err: BaseException) -> bool:
+    """Errors whose message already says what, where and what to do (no traceback needed)."""
+    return isinstance(err, (StoreError, ValueError, HomeError)) and bool(str(err).strip())
+
+
+def error_line(err: BaseException) -> str:
+    """The job's one-line error: the message of a user error, else ``Type: message``."""
+    text = str(err) if _is_user_error(err) else "".join(traceback.format_exception_only(type(err), err))
+    return " ".join(text.split())
+
+
+__all__ = ["JobCancelled", "Worker", "error_line", "worker_name"]

@@ -240,12 +240,15 @@ class EmbeddingCache:
             block = np.ascontiguousarray(vectors[keep], dtype=self.dtype)
             offset = len(self._ids) * self.dim * self.dtype.itemsize
             mode = "r+b" if self._data_path.exists() else "w+b"
-            with open(self._data_path, mode) as handle:
-                handle.seek(offset)
-                handle.write(block.tobytes())
-                handle.truncate()
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                with open(self._data_path, mode) as handle:
+                    handle.seek(offset)
+                    handle.write(block.tobytes())
+                    handle.truncate()
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as err:  # e.g. disk full: the rows past the index are never read
+                raise _with_path(err, self._data_path) from err
             new_ids = np.asarray([*self._ids.tolist(), *keep_ids], dtype=str)
             _atomic_save_npy(self._index_path, new_ids)
             self._index_stamp = None
@@ -264,6 +267,13 @@ class EmbeddingCache:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _with_path(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` (a failed ``write`` on an open file carries no file name)."""
+    if err.filename is not None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path)) if err.errno is not None else err
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -272,6 +282,9 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _with_path(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -285,6 +298,9 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _with_path(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

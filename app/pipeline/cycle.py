@@ -2,8 +2,10 @@
 
 Each stage commits its own unit of work, and the target run's suggestions are written in the same
 transaction that marks it succeeded: a cycle killed at any point leaves no half-written run (at
-most a ``running`` run that the next attempt marks failed). Re-running the same job resumes: image
-embeddings are cached on disk and fine-tuning continues from its last checkpoint.
+most a ``running`` run that the next attempt marks failed; a cycle that fails marks its runs failed
+itself). Re-running the same job resumes: image embeddings are cached on disk and fine-tuning
+continues from its last checkpoint. Settings that can be checked before any work (``--prior``) are,
+and a disk that cannot be written becomes a one-line :class:`~app.pipeline.home.HomeError`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from app.pipeline.config import CycleConfig
+from app.pipeline.home import writing_home
 from app.pipeline.load import DatasetArrays, load_dataset
 from app.pipeline.models import Fit, Scorer, train_scorer
 from app.store import Store
@@ -32,8 +35,17 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 
-# Share of the whole cycle each stage takes on the progress bar.
-_STAGES = {"load": 0.03, "features": 0.42, "prior": 0.15, "target": 0.2, "evaluate": 0.05, "suggest": 0.15}
+# Share of the whole cycle each stage takes on the progress bar. Progress messages start with the
+# stage name ("store: writing 5000 suggestions"); the worker records each new stage at once.
+_STAGES = {
+    "load": 0.03,
+    "features": 0.42,
+    "prior": 0.15,
+    "target": 0.2,
+    "evaluate": 0.05,
+    "suggest": 0.12,
+    "store": 0.03,
+}
 
 
 @dataclass
@@ -59,7 +71,7 @@ class _Stages:
         self._name = ""
         self._t0 = 0.0
 
-    def start(self, name: str) -> Progress:
+    def start(self, name: str, message: str = "starting") -> Progress:
         self._name, self._t0 = name, time.perf_counter()
         share = _STAGES[name]
         base = self.done
@@ -68,12 +80,26 @@ class _Stages:
             if self.progress is not None:
                 self.progress(min(1.0, base + share * max(0.0, min(1.0, fraction))), f"{name}: {message}")
 
-        report(0.0, "starting")
+        report(0.0, message)
         return report
 
     def end(self) -> None:
         self.timings[self._name] = round(time.perf_counter() - self._t0, 3)
         self.done += _STAGES[self._name]
+
+
+def _fail_runs(store: Store, run_ids: list[int], err: BaseException) -> None:
+    """Mark the runs this cycle started and did not finish failed, with the error's first line."""
+    if not run_ids:
+        return
+    lines = str(err).strip().splitlines()
+    why = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    try:
+        with store.write() as s:
+            for run_id in run_ids:
+                runs.fail_run(s, run_id, why)
+    except Exception:  # the store itself may be what failed; the next attempt marks them
+        log.exception("could not mark runs %s failed", run_ids)
 
 
 def _mark_stale_runs_failed(store: Store, job_id: int | None) -> None:
@@ -88,7 +114,17 @@ def _mark_stale_runs_failed(store: Store, job_id: int | None) -> None:
             runs.fail_run(s, run.id, "interrupted: its worker stopped; the job was restarted")
 
 
+def _check_prior_option(prior: str) -> None:
+    if prior not in ("model", "naive") and not (prior.startswith("file:") and len(prior) > 5):
+        raise ValueError(f"--prior must be model, naive or file:PATH, got {prior!r}")
+
+
 def _prior_from_file(spec: str, data: DatasetArrays) -> np.ndarray:
+    """(C,) float64 prior in [0, 1] from a ``Classes,avg_pred`` CSV, in the dataset's class order.
+
+    Raises:
+        ValueError: one line naming the file (and line): NaN, outside [0, 1], missing classes, ….
+    """
     path = spec.removeprefix("file:")
     table = read_prior_csv(path, data.class_keys)
     return np.asarray(table.prior, dtype=np.float64)
@@ -132,10 +168,34 @@ def run_cycle(
 ) -> CycleResult:
     """Run one cycle for ``config.dataset`` and store its runs, priors, metrics and suggestions.
 
+    A failing cycle marks the runs it started failed; their suggestions were never written.
+
     Raises:
-        ValueError: the dataset has no training images, no classes, or no annotated cell.
+        ValueError: the dataset has no training images, no classes, or no annotated cell; or
+            ``--prior`` is not valid (a prior file's error names the file and line) — checked
+            before anything is trained or stored.
+        HomeError: ``LABELMEND_HOME`` cannot be written (disk full, read-only, not a folder).
     """
+    started: list[int] = []
+    try:
+        with writing_home(store.home):
+            return _run_cycle(store, config, job_id, progress, should_stop, started)
+    except BaseException as err:
+        _fail_runs(store, started, err)
+        raise
+
+
+def _run_cycle(
+    store: Store,
+    config: CycleConfig,
+    job_id: int | None,
+    progress: Progress | None,
+    should_stop: Callable[[], bool] | None,
+    started: list[int],
+) -> CycleResult:
+    """The body of :func:`run_cycle`; appends the id of each run it creates to ``started``."""
     stages = _Stages(progress)
+    _check_prior_option(config.prior)
     _mark_stale_runs_failed(store, job_id)
     work_dir = store.home / "runs" / (f"job-{job_id}" if job_id is not None else f"cycle-{int(time.time())}")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +212,7 @@ def run_cycle(
         )
     if not (data.targets[train] != UNKNOWN).any():
         raise ValueError(f"dataset {config.dataset!r} has no annotated label in its training split")
+    prior_file = _prior_from_file(config.prior, data) if config.prior.startswith("file:") else None
     report(1.0, f"{data.n_images} images, {data.n_classes} classes")
     stages.end()
 
@@ -171,17 +232,16 @@ def run_cycle(
             s, data.dataset_id, RunKind.PRIOR.value, {**config.to_dict(), "loss": "ignore"}, job_id=job_id
         )
         prior_run_id = prior_run.id
+    started.append(prior_run_id)
     prior_probs, prior_val_probs, prior_fit = _prior_model_probs(scorer, config, train, val, report)
     prior_model = model_prior(prior_probs, t_train)
     prior_val_map = partial_map(prior_val_probs, data.targets[val]).map if len(val) else float("nan")
-    if config.prior == "model":
-        prior_used = prior_model
+    if prior_file is not None:
+        prior_used = prior_file
     elif config.prior == "naive":
         prior_used = prior_naive
-    elif config.prior.startswith("file:"):
-        prior_used = _prior_from_file(config.prior, data)
     else:
-        raise ValueError(f"--prior must be model, naive or file:PATH, got {config.prior!r}")
+        prior_used = prior_model
     with store.write() as s:
         runs.write_class_stats(
             s,
@@ -207,6 +267,7 @@ def run_cycle(
             s, data.dataset_id, RunKind.TARGET.value, config.to_dict(), parent_id=prior_run_id, job_id=job_id
         )
         target_run_id = target_run.id
+    started.append(target_run_id)
     fit = train_scorer(scorer, config.loss, train, prior_used, "target", report)
     stages.end()
 
@@ -234,6 +295,10 @@ def run_cycle(
             report((f + 1) / (config.folds + 1), f"fold {f + 1}/{config.folds}")
     top = top_unknown(probs, t_train, prior_used, config.top_suggestions)
     rows = train[top.img_idx]
+    stages.end()
+
+    # 5. One transaction: the suggestions, the per-class statistics and the run marked succeeded.
+    report = stages.start("store", f"writing {len(rows)} suggestions")
     with store.write() as s:
         n_stored = runs.write_suggestions(
             s,

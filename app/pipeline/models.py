@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 HEAD_LR = 1e-2
+# Seconds between appends of computed embeddings to the cache: the most extraction work a killed
+# worker loses (each append also rewrites the cache's id index, so not much more often than this).
+EMBED_FLUSH_S = 10.0
 STANDIN = "standin"  # --pretrained standin: the offline stand-in backbone (see core.pretrain)
 FINETUNE_LR = 2e-4
 
@@ -94,6 +97,7 @@ class Scorer:
             batch_size=self.config.batch_size,
             num_workers=self.config.workers,
             device=self.config.device,
+            flush_seconds=EMBED_FLUSH_S,
             on_progress=report,
             should_stop=self.should_stop,
         )
@@ -207,4 +211,4 @@ def train_scorer(
     return Fit(predict_ft, {"checkpoint": str(ckpt), **meta}, ft.seconds)
 
 
-__all__ = ["CycleStopped", "Fit", "Scorer", "train_scorer"]
+__all__ = ["EMBED_FLUSH_S", "CycleStopped", "Fit", "Scorer", "train_scorer"]
