@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +48,10 @@ def _default_author() -> str:
         return "import"
 
 
+def _file(help_text: str) -> Any:
+    return typer.Option(exists=True, dir_okay=False, readable=True, help=help_text)
+
+
 AuthorOption = Annotated[
     str,
     typer.Option(envvar="LABELMEND_AUTHOR", help="Who imports (recorded on labels and audit events)."),
@@ -65,10 +69,9 @@ SplitOption = Annotated[Split, typer.Option(help="Split of newly registered imag
 ImportDatasetOption = Annotated[
     str, typer.Option("--dataset", "-d", help="Dataset name (created if missing).")
 ]
-
-
-def _file(help_text: str) -> Any:
-    return typer.Option(exists=True, dir_okay=False, readable=True, help=help_text)
+TableClassesOption = Annotated[
+    Path | None, _file("Optional LabelName,DisplayName CSV; then keys must be in it.")
+]
 
 
 @contextmanager
@@ -108,6 +111,30 @@ def _report(report: ImportReport) -> None:
         typer.echo(f"... and {len(report.images_skipped) - 20} more skipped images", err=True)
 
 
+def _run_import(
+    importer: Callable[..., ImportReport],
+    images: Path | None,
+    dataset: str,
+    split: Split,
+    author: str,
+    db: str | None,
+    **file_options: Any,
+) -> None:
+    """Run ``importer`` with the options every import command has plus ``file_options``, in one
+    write transaction (all or nothing) with a progress display; then print its report."""
+    with store_for(db).write() as session, _progress() as progress:
+        report = importer(
+            session,
+            images=images,
+            dataset=dataset,
+            split=split.value,
+            author=author,
+            progress=progress,
+            **file_options,
+        )
+    _report(report)
+
+
 @import_app.command("openimages")
 def import_openimages_cmd(
     labels: Annotated[Path, _file("ImageID,Source,LabelName,Confidence CSV (Confidence 1 / 0).")],
@@ -120,19 +147,9 @@ def import_openimages_cmd(
     db: DbOption = None,
 ) -> None:
     """Import OpenImages V6 human-verified image labels, classes and image folder."""
-    with store_for(db).write() as session, _progress() as progress:
-        report = import_openimages(
-            session,
-            labels=labels,
-            classes=classes,
-            images=images,
-            dataset=dataset,
-            split=split.value,
-            splits=splits,
-            author=author,
-            progress=progress,
-        )
-    _report(report)
+    _run_import(
+        import_openimages, images, dataset, split, author, db, labels=labels, classes=classes, splits=splits
+    )
 
 
 @import_app.command("coco")
@@ -148,75 +165,37 @@ def import_coco_cmd(
     db: DbOption = None,
 ) -> None:
     """Import a COCO instances file as image-level labels (category present = positive)."""
-    with store_for(db).write() as session, _progress() as progress:
-        report = import_coco(
-            session,
-            annotations=annotations,
-            images=images,
-            dataset=dataset,
-            absent=absent,
-            split=split.value,
-            author=author,
-            progress=progress,
-        )
-    _report(report)
-
-
-def _import_table(
-    fmt: str,
-    labels: Path,
-    images: Path | None,
-    classes: Path | None,
-    dataset: str,
-    split: Split,
-    author: str,
-    db: str | None,
-) -> None:
-    with store_for(db).write() as session, _progress() as progress:
-        report = import_table(
-            session,
-            labels=labels,
-            dataset=dataset,
-            images=images,
-            classes=classes,
-            fmt=fmt,
-            split=split.value,
-            author=author,
-            progress=progress,
-        )
-    _report(report)
+    _run_import(import_coco, images, dataset, split, author, db, annotations=annotations, absent=absent)
 
 
 @import_app.command("csv")
 def import_csv_cmd(
     labels: Annotated[Path, _file("CSV with columns image,label,value (1 / 0).")],
     images: ImagesOption = None,
-    classes: Annotated[
-        Path | None, _file("Optional LabelName,DisplayName CSV; then keys must be in it.")
-    ] = None,
+    classes: TableClassesOption = None,
     dataset: ImportDatasetOption = "default",
     split: SplitOption = Split.TRAIN,
     author: AuthorOption = _default_author(),
     db: DbOption = None,
 ) -> None:
     """Import a CSV table image,label,value; unknown labels become classes (unless --classes)."""
-    _import_table("csv", labels, images, classes, dataset, split, author, db)
+    _run_import(import_table, images, dataset, split, author, db, labels=labels, classes=classes, fmt="csv")
 
 
 @import_app.command("parquet")
 def import_parquet_cmd(
     labels: Annotated[Path, _file("Parquet with columns image, label (text), value (integer 1 / 0).")],
     images: ImagesOption = None,
-    classes: Annotated[
-        Path | None, _file("Optional LabelName,DisplayName CSV; then keys must be in it.")
-    ] = None,
+    classes: TableClassesOption = None,
     dataset: ImportDatasetOption = "default",
     split: SplitOption = Split.TRAIN,
     author: AuthorOption = _default_author(),
     db: DbOption = None,
 ) -> None:
     """Import a Parquet table image,label,value; unknown labels become classes (unless --classes)."""
-    _import_table("parquet", labels, images, classes, dataset, split, author, db)
+    _run_import(
+        import_table, images, dataset, split, author, db, labels=labels, classes=classes, fmt="parquet"
+    )
 
 
 @import_app.command("json")
@@ -229,17 +208,7 @@ def import_json_cmd(
     db: DbOption = None,
 ) -> None:
     """Import labelmend's own JSON export (classes, images, positives / negatives)."""
-    with store_for(db).write() as session, _progress() as progress:
-        report = import_label_json(
-            session,
-            path=labels,
-            dataset=dataset,
-            images=images,
-            split=split.value,
-            author=author,
-            progress=progress,
-        )
-    _report(report)
+    _run_import(import_label_json, images, dataset, split, author, db, path=labels)
 
 
 def export(

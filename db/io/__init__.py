@@ -6,7 +6,7 @@ staging table (:mod:`db.io._stage`), reports the first bad line as a one-line
 labels with provenance to a file.
 """
 
-from db.io._stage import ImportReport
+from db.io._report import ImportReport
 from db.io.coco import AbsentPolicy, import_coco, import_label_json
 from db.io.export import (
     ExportFormat,

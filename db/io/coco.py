@@ -31,9 +31,11 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from db.errors import LabelFileError
-from db.io._stage import ImportReport, LabelImport, is_unsafe_path, quote
+from db.io._report import ImportReport, ProgressFn
+from db.io._stage import LabelImport
+from db.io._text import is_unsafe_path, quote
 from db.io.images import resolve_inside
-from db.io.tabular import CHUNK_ROWS, ProgressFn
+from db.io.tabular import CHUNK_ROWS
 from db.models import Split
 
 
@@ -202,15 +204,7 @@ def import_coco(
     )
     del ann_img, ann_cat
 
-    imp = LabelImport(
-        session,
-        dataset=dataset,
-        file=annotations.name,
-        author=author,
-        split=split,
-        image_root=str(images.resolve()) if images is not None else "",
-    )
-    with imp:  # restores connection settings however the import ends
+    with LabelImport(session, annotations, dataset=dataset, images=images, split=split, author=author) as imp:
         imp.add_classes(
             annotations.name, [(j + 1, k, n) for j, k, n in zip(range(n_cls), keys, names, strict=True)]
         )
@@ -226,9 +220,7 @@ def import_coco(
             )
             if progress is not None:
                 progress("labels", int(img_pos[-1]) + 1 if len(img_pos) else 0, len(ext_ids))
-        if progress is not None:
-            progress("merge", 0, None)
-        return imp.finish()
+        return imp.finish(progress)
 
 
 def _coco_cells(
@@ -344,15 +336,7 @@ def import_label_json(
                 seen[key] = value
                 cells.append((ext, key, value))
     del img_list
-    imp = LabelImport(
-        session,
-        dataset=dataset,
-        file=path.name,
-        author=author,
-        split=split,
-        image_root=str(images.resolve()) if images is not None else "",
-    )
-    with imp:  # restores connection settings however the import ends
+    with LabelImport(session, path, dataset=dataset, images=images, split=split, author=author) as imp:
         imp.add_classes(path.name, classes)
         imp.register_images(records, path.name)
         for a in range(0, len(cells), chunk_rows):
@@ -367,9 +351,7 @@ def import_label_json(
                 progress("labels", a + len(part), len(cells))
         if splits:
             imp.set_splits(path.name, splits)
-        if progress is not None:
-            progress("merge", 0, None)
-        return imp.finish()
+        return imp.finish(progress)
 
 
 __all__ = ["AbsentPolicy", "import_coco", "import_label_json"]

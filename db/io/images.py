@@ -17,6 +17,8 @@ from typing import Literal
 
 from PIL import Image as PILImage
 
+from db.io._report import ProgressFn
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -133,4 +135,20 @@ class ImageScan:
         return FoundImage(ext_id, rel, width, height)
 
 
-__all__ = ["IMAGE_SUFFIXES", "FoundImage", "IdFrom", "ImageScan", "image_size", "resolve_inside"]
+def scan_with_progress(scan: ImageScan, progress: ProgressFn | None) -> Iterator[FoundImage]:
+    """Iterate ``scan``, reporting ``("images", files so far, None)`` every 500 files."""
+    for n, found in enumerate(scan, 1):
+        if progress is not None and n % 500 == 0:
+            progress("images", n, None)
+        yield found
+
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "FoundImage",
+    "IdFrom",
+    "ImageScan",
+    "image_size",
+    "resolve_inside",
+    "scan_with_progress",
+]

@@ -24,9 +24,10 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy.orm import Session
 
 from db.errors import LabelFileError
-from db.io._stage import ImportReport, LabelImport, parse_values, quote
-from db.io.images import ImageScan
-from db.io.tabular import CHUNK_ROWS, ProgressFn, read_class_file, read_csv_chunks, scan_with_progress
+from db.io._report import ImportReport, ProgressFn
+from db.io._stage import LabelImport
+from db.io._text import parse_values, quote
+from db.io.tabular import CHUNK_ROWS, read_class_file, read_csv_chunks
 from db.models import Split
 
 OPENIMAGES_COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
@@ -124,38 +125,32 @@ def import_openimages(
             "pass --classes FILE listing it",
         )
 
-    imp = LabelImport(
+    with LabelImport(
         session,
+        labels,
         dataset=dataset,
-        file=labels.name,
-        author=author,
+        images=images,
         split=split,
-        image_root=str(images.resolve()) if images is not None else "",
+        author=author,
         images_from_labels=".jpg" if images is None else None,
         value_column="Confidence",
         unknown_class=unknown_class,
         unknown_image=unknown_image,
-    )
-    with imp:  # restores connection settings however the import ends
+    ) as imp:
         if classes is not None:
             imp.add_classes(classes.name, read_class_file(classes))
         if images is not None:
-            scan = ImageScan(images, id_from="stem")
-            imp.register_images((f.record() for f in scan_with_progress(scan, progress)), str(images))
-            imp.images_skipped.extend(scan.skipped)
-            skipped.update({PurePosixPath(rel).stem: why for rel, why in scan.skipped})
-        for lines, frame in read_csv_chunks(
-            labels, OPENIMAGES_COLUMNS, chunk_rows=chunk_rows, progress=progress
-        ):
-            conf = frame["Confidence"]
-            imp.add_chunk(lines, frame["ImageID"], frame["LabelName"], parse_values(conf), conf)
-            if imp.failed:
-                break
+            for rel, why in imp.register_folder(images, "stem", progress):
+                skipped[PurePosixPath(rel).stem] = why
+        imp.add_chunks(
+            (lines, f["ImageID"], f["LabelName"], parse_values(f["Confidence"]), f["Confidence"])
+            for lines, f in read_csv_chunks(
+                labels, OPENIMAGES_COLUMNS, chunk_rows=chunk_rows, progress=progress
+            )
+        )
         if splits is not None and not imp.failed:
             imp.set_splits(splits.name, read_split_file(splits))
-        if progress is not None:
-            progress("merge", 0, None)
-        return imp.finish()
+        return imp.finish(progress)
 
 
 __all__ = ["OPENIMAGES_COLUMNS", "import_openimages", "read_split_file"]

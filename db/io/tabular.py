@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import enum
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
 from db.errors import LabelFileError
-from db.io._stage import ImportReport, LabelImport, parse_values, quote
-from db.io.images import FoundImage, ImageScan
+from db.io._report import ImportReport, ProgressFn
+from db.io._stage import Chunk, LabelImport
+from db.io._text import parse_values, quote
+from db.io.images import scan_with_progress
 from db.models import Split
 
-# (phase, done, total): phase "images" counts files, "labels" counts bytes (CSV) or rows (Parquet).
-ProgressFn = Callable[[str, int, int | None], None]
 TABLE_COLUMNS = ("image", "label", "value")
 CHUNK_ROWS = 200_000
 
@@ -390,13 +390,13 @@ def import_table(
             "add the image file or remove the row",
         )
 
-    imp = LabelImport(
+    with LabelImport(
         session,
+        labels,
         dataset=dataset,
-        file=labels.name,
-        author=author,
+        images=images,
         split=split,
-        image_root=str(images.resolve()) if images is not None else "",
+        author=author,
         images_from_labels=None if images is not None else "",
         classes_from_labels=classes is None,
         match_paths=images is not None,
@@ -405,39 +405,26 @@ def import_table(
             "add it to the classes file or remove the row",
         ),
         unknown_image=unknown_image,
-    )
-    with imp:  # restores connection settings however the import ends
+    ) as imp:
         if classes is not None:
             imp.add_classes(classes.name, read_class_file(classes))
         if images is not None:
-            scan = ImageScan(images, id_from="relpath")
-            imp.register_images((f.record() for f in scan_with_progress(scan, progress)), str(images))
-            imp.images_skipped.extend(scan.skipped)
+            imp.register_folder(images, "relpath", progress)
+        chunks: Iterable[Chunk]
         if kind is TableFormat.CSV:
-            for lines, frame in read_csv_chunks(
-                labels, TABLE_COLUMNS, chunk_rows=chunk_rows, progress=progress
-            ):
-                imp.add_chunk(
-                    lines, frame["image"], frame["label"], parse_values(frame["value"]), frame["value"]
+            chunks = (
+                (lines, f["image"], f["label"], parse_values(f["value"]), f["value"])
+                for lines, f in read_csv_chunks(
+                    labels, TABLE_COLUMNS, chunk_rows=chunk_rows, progress=progress
                 )
-                if imp.failed:
-                    break
+            )
         else:
-            for rows, frame, values in read_parquet_chunks(labels, chunk_rows=chunk_rows, progress=progress):
-                imp.add_chunk(rows, frame["image"], frame["label"], values, frame.get("value"))
-                if imp.failed:
-                    break
-        if progress is not None:
-            progress("merge", 0, None)
-        return imp.finish()
-
-
-def scan_with_progress(scan: ImageScan, progress: ProgressFn | None) -> Iterator[FoundImage]:
-    """Iterate ``scan``, reporting ``("images", files so far, None)`` every 500 files."""
-    for n, found in enumerate(scan, 1):
-        if progress is not None and n % 500 == 0:
-            progress("images", n, None)
-        yield found
+            chunks = (
+                (rows, f["image"], f["label"], values, f.get("value"))
+                for rows, f, values in read_parquet_chunks(labels, chunk_rows=chunk_rows, progress=progress)
+            )
+        imp.add_chunks(chunks)
+        return imp.finish(progress)
 
 
 __all__ = [
