@@ -38,6 +38,7 @@ from app.bench.quality_report import markdown_tables, summarize, write_report
 from app.store import open_store
 from core.losses import list_losses
 from core.pretrain import StandInConfig, ensure_standin, standin_path
+from core.ranking import DEFAULT_RANKER
 from core.synthetic import SceneConfig
 from db.engine import labelmend_home
 
@@ -216,7 +217,7 @@ def run_quality_bench(
             say(f"seed {seed}: {len(data.train)} train / {len(data.test)} test images embedded")
             per_seed.append(run_seed(settings, seed, data, Path(tmp), say))
     config = {**settings.to_dict(), "command": command, "n_train": len(data.train), "n_test": len(data.test),
-              "standin_seconds": standin_seconds}  # fmt: skip
+              "standin_seconds": standin_seconds, "ranker": DEFAULT_RANKER.value}  # fmt: skip
     results = summarize(per_seed, config, time.perf_counter() - started)
     if out_dir is not None:
         write_report(results, out_dir)

@@ -8,12 +8,14 @@ preset; every one of them sees the same embeddings, the same partial labels and 
   ``running`` (the reference code's running mean of training-time outputs of the ``ignore`` model),
   ``mean`` (the paper's clean-pass mean of that model) and ``model`` (what the app ships: 2-fold
   cross-fitted ``ignore`` probabilities, ``adjusted`` estimator, ``core.priors.model_prior``);
-* rankings of the unknown cells against the hidden true positives: ``ours`` (the app's default
-  ranker on 2-fold cross-fitted ``csl`` probabilities), ``ours-true-prior`` (the same ranker given
-  the true prevalence instead of the estimated prior: a diagnostic no user has, showing how much
-  the prior's error costs), ``csl-p`` (those probabilities alone),
-  ``ignore-p`` / ``negative-p`` (raw probabilities of the ``ignore`` / ``negative`` models trained
-  on all training images, as a user would sort them), ``cleanlab``
+* rankings of the unknown cells against the hidden true positives: ``ours`` (what the app ships:
+  :data:`core.ranking.DEFAULT_RANKER` on the ``csl`` model's probabilities, scored as the cycle
+  scores them — in-sample, or cross-fitted when ``CycleConfig.folds`` > 1), ``csl-shift`` (the
+  ``prior_shift`` ranker on the same probabilities with the estimated prior), ``csl-shift-true``
+  (the same given the true prevalence: a diagnostic no user has, showing what the prior's error
+  costs), ``ignore-shift`` (``prior_shift`` on the ``ignore`` model, the setting it was derived
+  for), ``ignore-p`` / ``negative-p`` (raw probabilities of the ``ignore`` / ``negative`` models
+  trained on all training images, as a user would sort them), ``cleanlab``
   (``get_label_quality_scores_per_class`` on 2-fold out-of-fold probabilities of a ``negative``
   model, unknown passed as negative: cleanlab's own assumption) and ``random``.
 """
@@ -27,18 +29,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.pipeline.config import CycleConfig
 from core.constants import POSITIVE, UNKNOWN
 from core.losses import loss_from_name
 from core.metrics import average_precision, full_map
 from core.priors import RunningPrior, model_prior, naive_prior
-from core.ranking import kfold_split, score_unknown
+from core.ranking import Ranker, kfold_split, score_unknown
 from core.train import HeadConfig, predict_head, train_head
 
 #: Rankers of unknown cells, in report order.
 RANKERS: tuple[str, ...] = (
     "ours",
-    "ours-true-prior",
-    "csl-p",
+    "csl-shift",
+    "csl-shift-true",
+    "ignore-shift",
     "ignore-p",
     "negative-p",
     "cleanlab",
@@ -59,7 +63,10 @@ class HeadSettings:
         batch_size: rows per Adam step (CSL's likelihood top-k works within a batch).
         lr: peak one-cycle learning rate.
         weight_decay: L2 on the weight matrix.
-        folds: cross-fitting folds (prior model, ``ours`` and ``cleanlab`` probabilities).
+        folds: cross-fitting folds of the prior model and of cleanlab's out-of-fold
+            probabilities (the app's ``CycleConfig.prior_folds``).
+        score_folds: folds of the target model's scores of unknown cells (the app's
+            ``CycleConfig.folds``; 1 = the model trained on all training images scores them).
         hidden: width of a hidden layer (0 = a linear head, as the app trains).
     """
 
@@ -67,7 +74,8 @@ class HeadSettings:
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    folds: int = 2
+    folds: int = CycleConfig.prior_folds
+    score_folds: int = CycleConfig.folds
     hidden: int = 0
 
 
@@ -169,8 +177,44 @@ def cross_fit(
     Returns:
         float32 (N, C) probabilities in [0, 1].
     """
+    return _cross_fit(x, targets, loss_name, settings, settings.folds, seed=seed, prior=prior)
+
+
+def suggestion_probs(
+    x: np.ndarray,
+    targets: np.ndarray,
+    loss_name: str,
+    settings: HeadSettings,
+    head: nn.Module,
+    *,
+    seed: int,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
+    """The target model's probabilities of the training cells, as the cycle computes them.
+
+    ``settings.score_folds`` ≤ 1: ``head`` (trained on all of ``x``) scores them; else each image
+    is scored by a head trained on the other folds.
+
+    Returns:
+        float32 (N, C) probabilities in [0, 1].
+    """
+    if settings.score_folds <= 1:
+        return predict_head(head, x)
+    return _cross_fit(x, targets, loss_name, settings, settings.score_folds, seed=seed, prior=prior)
+
+
+def _cross_fit(
+    x: np.ndarray,
+    targets: np.ndarray,
+    loss_name: str,
+    settings: HeadSettings,
+    folds: int,
+    *,
+    seed: int,
+    prior: np.ndarray | None,
+) -> np.ndarray:
     probs = np.zeros(targets.shape, dtype=np.float32)
-    for f, fold in enumerate(kfold_split(len(targets), settings.folds, seed=seed)):
+    for f, fold in enumerate(kfold_split(len(targets), folds, seed=seed)):
         head = fit_head(x[fold.train], targets[fold.train], loss_name, settings, seed=seed + f, prior=prior)
         probs[fold.held] = predict_head(head, x[fold.held])
     return probs
@@ -298,13 +342,15 @@ def evaluate_protocol(
 
     # Rankings of the unknown cells.
     unknown = targets == UNKNOWN
-    cf_csl = cross_fit(x_train, targets, "csl", settings, seed=seed, prior=prior)
+    csl_p = suggestion_probs(x_train, targets, "csl", settings, heads["csl"], seed=seed, prior=prior)
     cf_negative = cross_fit(x_train, targets, "negative", settings, seed=seed)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+    shift = Ranker.PRIOR_SHIFT
     scores = {
-        "ours": score_unknown(cf_csl, targets, prior),
-        "ours-true-prior": score_unknown(cf_csl, targets, truth_prev),
-        "csl-p": cf_csl,
+        "ours": score_unknown(csl_p, targets, prior),
+        "csl-shift": score_unknown(csl_p, targets, prior, ranker=shift),
+        "csl-shift-true": score_unknown(csl_p, targets, truth_prev, ranker=shift),
+        "ignore-shift": score_unknown(ignore_p, targets, prior, ranker=shift),
         "ignore-p": ignore_p,
         "negative-p": predict_head(heads["negative"], x_train),
         "cleanlab": cleanlab_scores(cf_negative, targets),
@@ -330,5 +376,6 @@ __all__ = [
     "fit_head",
     "k_values",
     "ranking_quality",
+    "suggestion_probs",
     "supervised_map",
 ]

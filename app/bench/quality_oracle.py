@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.bench.quality_data import SeedData
-from app.bench.quality_methods import HeadSettings, cross_fit, fit_head
+from app.bench.quality_methods import HeadSettings, cross_fit, fit_head, suggestion_probs
 from app.pipeline.ingest import ingest_arrays
 from app.pipeline.load import load_dataset
 from app.store import Store
@@ -142,7 +142,7 @@ def run_oracle(
         out.test_map.append(full_map(predict_head(head, data.x_test), data.y_test).map)
         if cycle == cycles:
             break
-        probs = cf_ignore if loss == "ignore" else cross_fit(x, t, loss, settings, seed=seed, prior=prior)
+        probs = suggestion_probs(x, t, loss, settings, head, seed=seed, prior=prior)
         top = top_unknown(probs, t, prior, review)
         with store.write() as s:
             run = runs.create_run(s, dataset_id, RunKind.TARGET.value, {"loss": loss, "benchmark": "quality"})

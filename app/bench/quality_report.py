@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from core.ranking import DEFAULT_RANKER
+
 #: Published orderings (CSL.md "Published results"): (better, worse) pairs per protocol.
 EXPECTED_ORDERINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "fpc": (("negative", "ignore"), ("csl", "negative"), ("csl", "ignore")),
@@ -174,6 +176,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _scored(head: dict[str, Any]) -> str:
+    k = int(head.get("score_folds", 1))
+    return "scored in-sample (cycle --folds 1)" if k <= 1 else f"{k}-fold cross-fitted (cycle --folds {k})"
+
+
 def markdown_tables(results: dict[str, Any]) -> str:
     """The report's tables (mAP, paired differences, orderings, priors, suggestions, review loop)."""
     protocols = list(results["map"])
@@ -249,11 +256,12 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"{s['fpc_per_class']}), RPS(0.5), RPS(0.8), OpenImages-like (2 verified positives and 4 verified "
         "negatives per image, negatives favouring common and look-alike classes).",
         "",
-        "Rankers: `ours` = the app's default ranker (prior_shift) on 2-fold cross-fitted csl probabilities; "
-        "`ours-true-prior` = the same with the true prevalence as prior (a diagnostic, not available to users); "
-        "`csl-p` = the cross-fitted csl probabilities alone; `ignore-p` / `negative-p` = raw p of the ignore / negative "
-        "models trained on all training images; `cleanlab` = "
-        "`get_label_quality_scores_per_class` (self_confidence) on 2-fold out-of-fold probabilities of a "
+        f"Rankers: `ours` = what the app ships: its default ranker (`{s.get('ranker', DEFAULT_RANKER.value)}`) on "
+        f"the csl model's probabilities, {_scored(s['head'])}; `csl-shift` = the `prior_shift` ranker on the same "
+        "probabilities with the estimated prior; `csl-shift-true` = the same with the true prevalence (a diagnostic, "
+        "not available to users); `ignore-shift` = `prior_shift` on the ignore model; `ignore-p` / `negative-p` = raw p "
+        "of the ignore / negative models trained on all training images; `cleanlab` = "
+        "`get_label_quality_scores_per_class` (self_confidence) on out-of-fold probabilities of a "
         "negative-mode model, unknown passed as negative; `random`. Only unknown cells are ranked.",
         "",
         f"Review loop: OpenImages-like labels, {s['oracle_cycles']} cycles × R = {s['oracle_review']} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ from sqlalchemy import func, select
 from app.pipeline.config import CycleConfig
 from app.pipeline.cycle import run_cycle
 from app.store import Store, open_store
+from db.labels import get_cell
 from db.models import LabelEvent, ModelRun, RunClassStat, Suggestion
+from db.review import claim_next, decide
 from tests.app.seed import seed_store
 
 
@@ -82,3 +85,45 @@ def test_second_cycle_supersedes_pending_and_reuses_embeddings(store: Store, tmp
             s.scalars(select(ModelRun.cycle).where(ModelRun.kind == "target").order_by(ModelRun.id))
         )
         assert cycles == [1, 2]
+
+
+def test_cycle_finishing_while_annotators_review_keeps_their_decisions(store: Store, tmp_path: Path) -> None:
+    """Decisions on the old run's suggestions made mid-cycle stay labels; the new run skips those cells."""
+    seeded = seed_store(store, tmp_path / "data", n_images=120)
+    run_cycle(store, _config(top_suggestions=60, epochs=5))
+    decided: dict[tuple[int, int], str] = {}
+
+    def review_ten() -> None:  # another annotator, in their own thread and sessions
+        for i in range(10):
+            with store.write() as s:
+                sugg = claim_next(s, seeded.dataset_id, "ann")
+                assert sugg is not None
+                decision = "accept" if i % 2 == 0 else "reject"
+                decide(s, sugg.id, decision, "ann")
+                decided[(sugg.image_id, sugg.class_id)] = decision
+
+    def progress(_fraction: float, message: str) -> None:
+        if message.startswith("suggest:") and not decided:  # data loaded, models trained: mid-cycle
+            worker = threading.Thread(target=review_ten)
+            worker.start()
+            worker.join()
+
+    second = run_cycle(store, _config(top_suggestions=60, epochs=5), progress=progress)
+    assert len(decided) == 10
+    with store.read() as s:
+        for (image_id, class_id), decision in decided.items():
+            cell = get_cell(s, image_id, class_id)
+            assert cell.value == (1 if decision == "accept" else 0) and cell.author == "ann"
+            statuses = list(
+                s.scalars(
+                    select(Suggestion.status).where(
+                        Suggestion.image_id == image_id, Suggestion.class_id == class_id
+                    )
+                )
+            )
+            assert statuses == [f"{decision}ed"]  # decided once, never re-suggested
+        assert s.scalar(select(func.count()).select_from(LabelEvent).where(LabelEvent.author == "ann")) == 10
+        pending = s.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.status == "pending"))
+        assert pending == second.n_suggestions
+    # The same data and seed rank (nearly) the same top cells, so the decided ones were left out.
+    assert second.n_suggestions < 60
