@@ -15,7 +15,8 @@ import typer
 from app.bench.import_bench import run_import_bench
 
 bench_app = typer.Typer(
-    help="Benchmarks: import speed, cycle speed, quality on generated data.", no_args_is_help=True
+    help="Benchmarks: import speed, cycle speed, review latency, quality and folds on generated data.",
+    no_args_is_help=True,
 )
 
 
@@ -134,6 +135,32 @@ def bench_folds(
         results = run_folds_study(settings, out_dir=out, step=lambda m: status.update(m))
     console.print(Markdown(markdown_report(results)))
     console.print(f"wall time {results['wall_seconds']:.0f} s; report and folds.json in {out}")
+
+
+@bench_app.command("review")
+def bench_review(
+    suggestions: Annotated[int, typer.Option(min=1, help="Pending suggestions in the store.")] = 1_000_000,
+    images: Annotated[int, typer.Option(min=1, help="Images in the store.")] = 100_000,
+    classes: Annotated[int, typer.Option(min=1, help="Classes in the store.")] = 600,
+    presses: Annotated[int, typer.Option("-n", "--presses", min=1, help="Key presses to time.")] = 20,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL to seed (default: a SQLite file in the work folder).")
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Keep the seeded store here and reuse it next time.")
+    ] = None,
+) -> None:
+    """Key press → next suggestion shown, and each page's load time, in Chromium on a big store."""
+    from app.bench.review_latency import main  # imports Playwright: only when this command runs
+
+    argv = ["--suggestions", str(suggestions), "--images", str(images), "--classes", str(classes)]
+    argv += [
+        "-n",
+        str(presses),
+        *(["--db", db] if db else []),
+        *(["--workdir", str(workdir)] if workdir else []),
+    ]
+    main(argv)
 
 
 def register(app: typer.Typer) -> None:
