@@ -15,7 +15,7 @@ import typer
 from app.bench.import_bench import run_import_bench
 
 bench_app = typer.Typer(
-    help="Benchmarks: import speed, cycle speed, review latency, quality and folds on generated data.",
+    help="Benchmarks: import speed, cycle speed, review latency, fine-tune speed, quality and folds.",
     no_args_is_help=True,
 )
 
@@ -161,6 +161,42 @@ def bench_review(
         *(["--workdir", str(workdir)] if workdir else []),
     ]
     main(argv)
+
+
+@bench_app.command("finetune")
+def bench_finetune(
+    backbone: Annotated[str, typer.Option(help="timm model name.")] = "resnet50",
+    image_size: Annotated[int, typer.Option(min=16, help="Square input size in px.")] = 224,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 128,
+    classes: Annotated[int, typer.Option(min=1, help="Logits of the head.")] = 600,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per variant.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps first (compilation happens here).")] = 5,
+    device: Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.")] = "auto",
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast; default: on for CUDA only.")
+    ] = None,
+    compile_model: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="Also time the model under torch.compile.")
+    ] = True,
+) -> None:
+    """Fine-tuning images/s of a backbone (bf16, channels-last on CUDA), eager and torch.compile."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.bench.finetune_speed import describe_device, measure  # imports torch
+
+    console = Console()
+    console.print(
+        f"{backbone} at {image_size} px, batch {batch_size}, {classes} classes on {describe_device(device)}"
+    )
+    table = Table("variant", "images/s", "ms/step", "warm-up s", "peak GiB")
+    for compiled in (False, True) if compile_model else (False,):
+        with console.status(f"timing {'compile' if compiled else 'eager'} …"):
+            r = measure(backbone=backbone, image_size=image_size, batch_size=batch_size, num_classes=classes,
+                        steps=steps, warmup=warmup, device=device, amp=amp, compile_model=compiled)  # fmt: skip
+        table.add_row(r.variant, f"{r.images_per_s:,.1f}", f"{r.step_ms:,.1f}", f"{r.warmup_s:.1f}",
+                      f"{r.peak_memory_gib:.2f}")  # fmt: skip
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,7 +36,7 @@ from core.train.schedule import onecycle_lr
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneResult", "finetune", "load_finetuned", "resume_finetune"]
+__all__ = ["FinetuneResult", "finetune", "load_finetuned", "make_optimizer", "resume_finetune"]
 
 _FORMAT = "labelmend.finetune"
 _VERSION = 1
@@ -99,7 +99,8 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def _make_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``model``'s parameters, weight decay off biases and norm weights."""
     skip = getattr(model, "no_weight_decay", None)
     no_decay = set(skip()) if callable(skip) else set()
     groups = param_groups_weight_decay(model, config.weight_decay, no_weight_decay_list=no_decay)
@@ -241,7 +242,7 @@ def _train(
     ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
     if ema is not None and ckpt is not None and ckpt.get("ema") is not None:
         ema.module.load_state_dict(ckpt["ema"])
-    optimizer = _make_optimizer(model, config)
+    optimizer = make_optimizer(model, config)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     net: nn.Module = model
