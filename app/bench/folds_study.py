@@ -138,15 +138,19 @@ def study_protocol(
 
 
 def summarize(per_seed: Sequence[dict[str, Any]], settings: FoldsSettings) -> dict[str, Any]:
-    """Mean ± std over seeds: ``folds[protocol][K] = {precision: {K label: Stat}, ap, suggest_seconds}``."""
+    """Mean ± std over seeds: ``folds[protocol][K] = {precision: {K label: Stat}, ap, ap_diff,
+    suggest_seconds}``; ``ap_diff`` is the paired (same seed) AP difference against the first K."""
     folds: dict[str, dict[str, dict[str, Any]]] = {}
+    base = str(settings.folds[0])
     for protocol in settings.protocols:
         folds[protocol] = {}
         for k in map(str, settings.folds):
             rows = [seed["protocols"][protocol]["folds"][k] for seed in per_seed]
+            firsts = [seed["protocols"][protocol]["folds"][base] for seed in per_seed]
             folds[protocol][k] = {
                 "precision": {label: stat([r["precision"][label] for r in rows]) for label in K_LABELS},
                 "ap": stat([r["ap"] for r in rows]),
+                "ap_diff": stat([r["ap"] - f["ap"] for r, f in zip(rows, firsts, strict=True)]),
                 "suggest_seconds": stat([r["suggest_seconds"] for r in rows]),
             }
     return {"folds": folds, "settings": asdict(settings), "per_seed": list(per_seed)}
@@ -156,24 +160,30 @@ def _pm(s: Stat, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
+def _pmd(s: Stat) -> str:
+    return f"{s['mean']:+.3f} ± {s['std']:.3f}"
+
+
 def markdown_report(results: dict[str, Any]) -> str:
-    """One table per protocol: K × (P@1 %, P@100, P@1000, AP, scoring seconds)."""
+    """One table per protocol: K × (P@1 %, P@100, P@1000, AP, paired ΔAP, scoring seconds)."""
     st = results["settings"]
+    base = st["folds"][0]
     lines = [
         "# Cross-fitted scoring: --folds K",
         "",
         f"{st['seeds']} paired seed(s), {st['n_images']} generated images each (70 % ranked), "
         f"{st['epochs']} head epochs, stand-in {st['standin']['backbone']} at {st['standin']['image_size']} px. "
         "Every unknown cell of the training images is stored and ranked by the cycle's default ranker; "
-        "precision@K and AP over the hidden true positives (mean ± std over seeds).",
+        "precision@K and AP over the hidden true positives (mean ± std over seeds); ΔAP is the paired "
+        f"difference against K = {base} on the same seed.",
     ]
     for protocol, by_k in results["folds"].items():
-        lines += ["", f"## {protocol}", "", "| K | P@1% | P@100 | P@1000 | AP | scoring s |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"## {protocol}", "", "| K | P@1% | P@100 | P@1000 | AP | ΔAP | scoring s |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for k, r in by_k.items():
             p = r["precision"]
             lines.append(f"| {k} | {_pm(p['1%'])} | {_pm(p['100'])} | {_pm(p['1000'])} | {_pm(r['ap'])} "
-                         f"| {_pm(r['suggest_seconds'], 1)} |")  # fmt: skip
+                         f"| {_pmd(r['ap_diff'])} | {_pm(r['suggest_seconds'], 1)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
