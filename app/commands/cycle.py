@@ -38,7 +38,10 @@ def cycle(
     batch_size: Annotated[int, typer.Option(min=1)] = _defaults.batch_size,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: per mode).")] = None,
     folds: Annotated[
-        int, typer.Option(min=1, help="Cross-fitting folds for scoring (1 = none).")
+        int,
+        typer.Option(
+            min=1, help="Cross-fitting folds for scoring (1 = none; `bench folds` found K > 1 no better)."
+        ),
     ] = _defaults.folds,
     prior_folds: Annotated[
         int, typer.Option(min=1, help="Cross-fitting folds of the prior model (1 = none).")
