@@ -188,3 +188,14 @@ def test_oracle_decides_through_the_review_path(db_url: str, seed_data: SeedData
     assert len(rows) == 40
     assert all(seed_data.y_train[row_of_db[i], col_of_db[c]] == v for i, c, v in rows)
     assert not math.isnan(sum(result.test_map))
+
+
+def test_review_study_takes_one_round_apart(seed_data: SeedData) -> None:
+    from app.bench.review_study import VARIANTS, study_seed
+
+    targets = protocol_targets(seed_data, "openimages", fpc_per_class=8, seed=1)
+    before = targets.copy()
+    result = study_seed(seed_data, targets, review=20, seed=0)
+    assert list(result) == list(VARIANTS)
+    assert all(0 < m <= 100 for m in result.values())
+    np.testing.assert_array_equal(targets, before)  # the caller's labels are not changed
