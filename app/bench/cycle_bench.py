@@ -62,7 +62,10 @@ def _generate(cfg: CycleBenchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return emb.astype(np.float16), truth, targets
 
 
-def run_cycle_bench(cfg: CycleBenchConfig, *, workdir: Path | None = None, echo=print) -> CycleResult:  # type: ignore[no-untyped-def]
+def run_cycle_bench(  # type: ignore[no-untyped-def]
+    cfg: CycleBenchConfig, *, workdir: Path | None = None, db_url: str | None = None, echo=print
+) -> CycleResult:
+    """Generate, store and run one cycle; ``db_url`` (an empty database) instead of SQLite in ``workdir``."""
     work = Path(workdir or tempfile.mkdtemp(prefix="labelmend-bench-cycle-"))
     os.environ["LABELMEND_HOME"] = str(work / "home")
     echo(f"generating {cfg.n_images:,} images × {cfg.n_classes} classes, {cfg.dim}-d embeddings …")
@@ -71,14 +74,14 @@ def run_cycle_bench(cfg: CycleBenchConfig, *, workdir: Path | None = None, echo=
     ids = [f"img{i:07d}" for i in range(cfg.n_images)]
     splits = np.where(np.arange(cfg.n_images) % 10 == 0, "val", "train")
     echo(f"  generated in {time.perf_counter() - t0:.1f} s; {int((targets != -1).sum()):,} annotated cells")
-    store = open_store(f"sqlite:///{work / 'bench.db'}")
+    store = open_store(db_url or f"sqlite:///{work / 'bench.db'}")
     t0 = time.perf_counter()
     with store.write() as s:
         ingest_arrays(s, "bench", image_root=str(work / "images"), external_ids=ids,
                       paths=[f"{i}.jpg" for i in ids], splits=splits.tolist(),
                       class_keys=[f"/m/b{j:04d}" for j in range(cfg.n_classes)],
                       class_names=[f"class {j}" for j in range(cfg.n_classes)], targets=targets)  # fmt: skip
-    echo(f"  stored in SQLite in {time.perf_counter() - t0:.1f} s")
+    echo(f"  stored in {store.engine.dialect.name} in {time.perf_counter() - t0:.1f} s")
     seed_everything(cfg.seed)
     model = create_model(cfg.backbone, cfg.n_classes)
     if feature_dim(model) != cfg.dim:

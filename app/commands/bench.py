@@ -74,6 +74,12 @@ def bench_cycle(
     workdir: Annotated[
         Path | None, typer.Option(file_okay=False, help="Keep the store and cache here (default: temp).")
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="An empty database to use instead of SQLite, e.g. postgresql+psycopg://user@host/db."
+        ),
+    ] = None,
 ) -> None:
     """A whole head-mode cycle on generated 512-d embeddings; prints the time of each stage."""
     from app.bench.cycle_bench import CycleBenchConfig, run_cycle_bench
@@ -84,7 +90,7 @@ def bench_cycle(
     )  # fmt: skip
     folder = workdir or Path(tempfile.mkdtemp(prefix="labelmend-bench-cycle-"))
     try:
-        run_cycle_bench(cfg, workdir=folder, echo=typer.echo)
+        run_cycle_bench(cfg, workdir=folder, db_url=db, echo=typer.echo)
     finally:
         if workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
