@@ -178,12 +178,20 @@ PAGE_CONTENT = {
 
 
 def page_load_times(
-    page: Page, base_url: str, dataset: str, annotator: str = "bench-viewer", rounds: int = 3
+    page: Page,
+    base_url: str,
+    dataset: str,
+    annotator: str = "bench-viewer",
+    rounds: int = 3,
+    settle_ms: float = 2_000,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds to each page's content, as a user clicks through the sidebar ``rounds`` times.
 
     The Review page is timed from the name form (first card shown). The first round finds the
-    server's caches (thumbnails, counts) cold; later rounds find them warm.
+    server's caches (thumbnails, counts) cold; later rounds find them warm. After each page the
+    user looks at it for ``settle_ms`` before the next click: clicking the instant a chart page's
+    script ends measures the browser still drawing its Plotly charts (up to ~1.7 s more in
+    headless Chromium on 2 cores), not the next page.
 
     Returns:
         ``(cold, warm)``: seconds until the page's key content is visible on the first visit, and
@@ -196,6 +204,7 @@ def page_load_times(
     page.locator(f"[class*='{CARD}']").first.wait_for(timeout=120_000)
     cold = {"review (first card)": round(time.perf_counter() - t0, 3)}
     wait_idle(page)
+    page.wait_for_timeout(settle_ms)
     later: dict[str, list[float]] = {}
     for r in range(rounds):
         for link, text in PAGE_CONTENT.items():
@@ -208,6 +217,7 @@ def page_load_times(
             else:
                 later.setdefault(link, []).append(seconds)
             wait_idle(page, timeout_ms=120_000)
+            page.wait_for_timeout(settle_ms)
     warm = {link: round(statistics.median(v), 3) for link, v in later.items()}
     return cold, warm
 
