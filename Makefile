@@ -25,11 +25,13 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/labelmend demo --port $(PORT)
 
-## Lint and run the whole test suite (PostgreSQL tests run when LABELMEND_TEST_PG_URL is set).
+## Lint and run the whole test suite, PostgreSQL tests included: on LABELMEND_TEST_PG_URL if set,
+## else on a throwaway cluster that scripts/with-postgres starts and removes (needs the server
+## binaries: apt-get install postgresql; without them those tests skip, with a note).
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 scripts/with-postgres $(BIN)/python -m pytest
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ log is clamped at ``log f`` and the gradient is 0 where ``r <= f``, as the clamp
 without one (WAN, LL-R) ``-log r`` is the exact softplus. The floor and the softplus matter only
 for ``|x|`` beyond 18 (resp. about 80 in float32): a batch whose logits all lie inside skips them.
 
-Speed on CPU (see ``app/bench/loss_speed.py``): every intermediate comes from a
+Speed on CPU (see ``bench/loss_speed.py``): every intermediate comes from a
 :class:`~core.losses._common.Workspace` (a fresh 10 MB tensor is page-faulted in at ~9 ms), masks
 become float through a free uint8 view (bool -> float copies are 6x slower), weights are summed
 with ``addcmul_`` rather than chained ``where`` (a slow scalar kernel), integer exponents are

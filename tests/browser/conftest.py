@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from app.bench.review_latency import CHROMIUM_ARGS, served
 from app.store import Store, open_store
+from bench.review_latency import CHROMIUM_ARGS, served
 from tests.app.web.seed import Seeded, seed_dataset
 
 CHROMIUM = os.environ.get("LABELMEND_CHROMIUM", "/usr/bin/chromium")

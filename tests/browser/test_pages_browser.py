@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.bench.review_latency import open_review
+from bench.review_latency import open_review
 from db.datasets import get_dataset
 from db.stats import class_counts
 from tests.app.web.seed import HOSTILE

@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import Page
 from sqlalchemy import select
 
-from app.bench import review_latency
-from app.bench.review_latency import current_card, measure_review_latency, open_review, wait_idle
+from bench import review_latency
+from bench.review_latency import current_card, measure_review_latency, open_review, wait_idle
 from db.labels import get_cell
 from db.models import LabelEvent, Suggestion
 from db.review import pending_page

@@ -20,11 +20,12 @@ from db.errors import LabelFileError
 from db.io import ImportReport, import_openimages
 from db.models import Dataset, Image, Label, LabelClass, LabelEvent
 
-# The real OpenImages V6 class list lies in ../shared/data beside the repository (CI copies it there).
+# The real OpenImages V6 class list (19,994 MIDs, quoted names with commas, duplicated display
+# names), kept in the repository so a clean clone tests against it.
 REAL_CLASSES = Path(
     os.environ.get(
         "LABELMEND_OIDV6_CLASSES",
-        Path(__file__).resolve().parents[3] / "shared" / "data" / "oidv6-class-descriptions.csv",
+        Path(__file__).resolve().parents[1] / "data" / "oidv6-class-descriptions.csv",
     )
 )
 HEADER = "ImageID,Source,LabelName,Confidence\n"

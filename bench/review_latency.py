@@ -7,9 +7,8 @@ the ``keydown`` event to the moment the next suggestion's card is in the page wi
 decoded, both measured with the page's own clock (``performance.now()``), for ``n`` presses.
 It also times how long each page takes to show its content.
 
-Run: ``labelmend bench review [--suggestions 1000000] [--workdir DIR]`` (or ``python -m
-app.bench.review_latency``; needs Playwright and ``/usr/bin/chromium``; ``LABELMEND_CHROMIUM``
-overrides the browser path).
+Run: ``labelmend bench review [--suggestions 1000000] [--workdir DIR]`` (needs Playwright and
+``/usr/bin/chromium``; ``LABELMEND_CHROMIUM`` overrides the browser path).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ that its rejection is active. Each preset runs once untimed (its scratch buffers
 then), then ``repeats`` times; the best time is reported with the median, because on a shared
 machine the best is the one least disturbed by other processes (``timeit``'s advice).
 
-Run: ``python -m app.bench.loss_speed [--batch 4096] [--classes 600] [--repeats 5] [--threads N]``.
+Run: ``labelmend bench loss-speed [--batch 4096] [--classes 600] [--repeats 5] [--threads N]``.
 """
 
 from __future__ import annotations

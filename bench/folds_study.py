@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from app.bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
-from app.bench.quality_methods import K_LABELS, k_values, ranking_quality
-from app.bench.quality_report import Stat, stat
 from app.pipeline.config import CycleConfig
 from app.pipeline.cycle import run_cycle
 from app.pipeline.ingest import ingest_arrays
 from app.store import Store, open_store
+from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_methods import K_LABELS, k_values, ranking_quality
+from bench.quality_report import Stat, stat
 from core.constants import UNKNOWN
 from core.pretrain import StandInConfig, ensure_standin
 from core.synthetic import SceneConfig
@@ -52,7 +52,7 @@ class FoldsSettings:
         seeds: paired seeds (each a new dataset and new masks, shared by every K).
         first_seed: dataset seed of the first seed (the quality benchmark's, so its cache is reused).
         folds: the K values compared.
-        protocols: protocol names (:data:`app.bench.quality_data.PROTOCOLS`).
+        protocols: protocol names (:data:`bench.quality_data.PROTOCOLS`).
         fpc_per_class: N of FPC.
         epochs: head epochs of every model of the cycle (the app's default).
         standin: the offline stand-in backbone (its backbone and image size are the cycle's).

@@ -14,7 +14,7 @@ the csl model is retrained after adding to the partial labels
 
 and the test mAP of each is compared, paired, with the model before review (``base``).
 
-Run: ``python -m app.bench.review_study [--seeds 3] [--review 300]`` (uses the quality
+Run: ``labelmend bench review-study [--seeds 3] [--review 300]`` (uses the quality
 benchmark's cached stand-in and embeddings under ``LABELMEND_HOME``; about a minute per seed).
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.bench.quality import QualitySettings, _mask_seed
-from app.bench.quality_data import SeedData, prepare_seed, protocol_targets
-from app.bench.quality_methods import HeadSettings, cross_fit, fit_head
+from bench.quality import QualitySettings, _mask_seed
+from bench.quality_data import SeedData, prepare_seed, protocol_targets
+from bench.quality_methods import HeadSettings, cross_fit, fit_head
 from core.constants import UNKNOWN
 from core.metrics import full_map
 from core.pretrain import ensure_standin

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.bench.quality_data import SeedData
-from app.bench.quality_methods import HeadSettings, cross_fit, fit_head, suggestion_probs
 from app.pipeline.ingest import ingest_arrays
 from app.pipeline.load import load_dataset
 from app.store import Store
+from bench.quality_data import SeedData
+from bench.quality_methods import HeadSettings, cross_fit, fit_head, suggestion_probs
 from core.constants import POSITIVE
 from core.metrics import full_map
 from core.priors import model_prior

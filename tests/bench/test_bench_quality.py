@@ -17,14 +17,14 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from app.bench.quality import QualitySettings, run_quality_bench, total_steps
-from app.bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
-from app.bench.quality_methods import K_LABELS, PRIOR_ESTIMATORS, RANKERS, HeadSettings, ranking_quality
-from app.bench.quality_oracle import ORACLE, run_oracle
-from app.bench.quality_report import markdown_tables
 from app.cli import app as cli
 from app.pipeline.load import load_dataset
 from app.store import open_store
+from bench.quality import QualitySettings, run_quality_bench, total_steps
+from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_methods import K_LABELS, PRIOR_ESTIMATORS, RANKERS, HeadSettings, ranking_quality
+from bench.quality_oracle import ORACLE, run_oracle
+from bench.quality_report import markdown_tables
 from core.losses import list_losses
 from core.pretrain import StandInConfig, ensure_standin
 from db.datasets import get_dataset
@@ -191,7 +191,7 @@ def test_oracle_decides_through_the_review_path(db_url: str, seed_data: SeedData
 
 
 def test_review_study_takes_one_round_apart(seed_data: SeedData) -> None:
-    from app.bench.review_study import VARIANTS, study_seed
+    from bench.review_study import VARIANTS, study_seed
 
     targets = protocol_targets(seed_data, "openimages", fpc_per_class=8, seed=1)
     before = targets.copy()

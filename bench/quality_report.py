@@ -1,6 +1,6 @@
 """Summary, markdown report, plotly charts and ``results.json`` of the quality benchmark.
 
-Input: one plain dict per seed (JSON-ready; written by ``app.bench.quality``)::
+Input: one plain dict per seed (JSON-ready; written by ``bench.quality``)::
 
     {"seed": int, "seconds": float, "supervised_map": float,
      "protocols": {protocol: {"map": {loss: mAP}, "prior_mae": {estimator: mae},

@@ -10,10 +10,10 @@ OpenImages-like) with the same masks for every method:
 3. the unknown cells are ranked by ours, raw probabilities, cleanlab and random, and scored by
    precision@K and AP against the hidden true positives;
 4. a simulated annotator reviews R suggestions per cycle through the app's review functions, for
-   csl, negative and ignore (see :mod:`app.bench.quality_oracle`).
+   csl, negative and ignore (see :mod:`bench.quality_oracle`).
 
 Results go to ``--out``: ``report.md``, ``results.json`` and plotly HTML charts
-(:mod:`app.bench.quality_report`). Heads train single-threaded: a 512 × 24 linear head gains
+(:mod:`bench.quality_report`). Heads train single-threaded: a 512 × 24 linear head gains
 nothing from a second thread and loses up to 10× when the CPU is shared.
 """
 
@@ -31,11 +31,11 @@ from typing import Any
 
 import torch
 
-from app.bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
-from app.bench.quality_methods import HeadSettings, evaluate_protocol, supervised_map
-from app.bench.quality_oracle import run_oracle
-from app.bench.quality_report import markdown_tables, summarize, write_report
 from app.store import open_store
+from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_methods import HeadSettings, evaluate_protocol, supervised_map
+from bench.quality_oracle import run_oracle
+from bench.quality_report import markdown_tables, summarize, write_report
 from core.losses import list_losses
 from core.pretrain import StandInConfig, ensure_standin, standin_path
 from core.ranking import DEFAULT_RANKER
@@ -61,7 +61,7 @@ class QualitySettings:
         backbone: timm name of the frozen backbone.
         split_fractions: train / val / test; val is not used.
         fpc_per_class: N of FPC (positives and negatives kept per class).
-        protocols: protocol names (:data:`app.bench.quality_data.PROTOCOLS`).
+        protocols: protocol names (:data:`bench.quality_data.PROTOCOLS`).
         losses: loss presets compared by mAP.
         head: head training settings.
         oracle_protocol: the protocol of the review loop's initial labels.
@@ -139,7 +139,7 @@ def _mask_seed(seed: int, protocol: str) -> int:
 def run_seed(
     settings: QualitySettings, seed: int, data: SeedData, store_dir: Path, step: StepFn
 ) -> dict[str, Any]:
-    """Every measurement of one seed, as the plain dict :func:`app.bench.quality_report.summarize` reads."""
+    """Every measurement of one seed, as the plain dict :func:`bench.quality_report.summarize` reads."""
     started = time.perf_counter()
     head = settings.head
     out: dict[str, Any] = {"seed": seed, "protocols": {}, "oracle": {}}

@@ -1,4 +1,4 @@
-"""`labelmend bench …`: benchmarks. Speed is measured here, not asserted in tests.
+"""`labelmend bench …`: benchmarks and studies. Speed is measured here, not asserted in tests.
 
 ``bench_app`` is the sub-app other benchmark commands join (``@bench_app.command("cycle")``).
 """
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from app.bench.import_bench import run_import_bench
+from bench.import_bench import run_import_bench
 
 bench_app = typer.Typer(
     help="Benchmarks: import speed, cycle speed, review latency, fine-tune speed, quality and folds.",
@@ -82,7 +82,7 @@ def bench_cycle(
     ] = None,
 ) -> None:
     """A whole head-mode cycle on generated 512-d embeddings; prints the time of each stage."""
-    from app.bench.cycle_bench import CycleBenchConfig, run_cycle_bench
+    from bench.cycle_bench import CycleBenchConfig, run_cycle_bench
 
     cfg = CycleBenchConfig(
         n_images=images, n_classes=classes, annotated_per_image=annotated, top_suggestions=top,
@@ -110,7 +110,7 @@ def bench_quality(
     ] = Path("bench-output/quality"),
 ) -> None:
     """Measure CSL, the class priors and the missing-label suggestions on generated data with known truth."""
-    from app.bench.quality import quality_command  # imports torch: only when this command runs
+    from bench.quality import quality_command  # imports torch: only when this command runs
 
     quality_command(quick=quick, seeds=seeds, out=out)
 
@@ -131,7 +131,7 @@ def bench_folds(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from app.bench.folds_study import FoldsSettings, markdown_report, run_folds_study
+    from bench.folds_study import FoldsSettings, markdown_report, run_folds_study
 
     settings = FoldsSettings.quick() if quick else FoldsSettings()
     if seeds is not None:
@@ -157,7 +157,7 @@ def bench_review(
     ] = None,
 ) -> None:
     """Key press → next suggestion shown, and each page's load time, in Chromium on a big store."""
-    from app.bench.review_latency import main  # imports Playwright: only when this command runs
+    from bench.review_latency import main  # imports Playwright: only when this command runs
 
     argv = ["--suggestions", str(suggestions), "--images", str(images), "--classes", str(classes)]
     argv += [
@@ -189,7 +189,7 @@ def bench_finetune(
     from rich.console import Console
     from rich.table import Table
 
-    from app.bench.finetune_speed import describe_device, measure  # imports torch
+    from bench.finetune_speed import describe_device, measure  # imports torch
 
     console = Console()
     console.print(
@@ -205,5 +205,33 @@ def bench_finetune(
     console.print(table)
 
 
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@bench_app.command("core-study", context_settings=_PASS_THROUGH)
+def bench_core_study(ctx: typer.Context) -> None:
+    """Priors and rankers on generated arrays (pass --help for its options)."""
+    from bench.core_study import main
+
+    main(ctx.args)
+
+
+@bench_app.command("review-study", context_settings=_PASS_THROUGH)
+def bench_review_study(ctx: typer.Context) -> None:
+    """Which reviewed labels move test mAP (pass --help for its options)."""
+    from bench.review_study import main
+
+    main(ctx.args)
+
+
+@bench_app.command("loss-speed", context_settings=_PASS_THROUGH)
+def bench_loss_speed(ctx: typer.Context) -> None:
+    """Loss forward + backward speed per preset on the CPU (pass --help for its options)."""
+    from bench.loss_speed import main
+
+    main(ctx.args)
+
+
 def register(app: typer.Typer) -> None:
+    """Join ``labelmend bench`` (the ``labelmend.commands`` entry point)."""
     app.add_typer(bench_app, name="bench")

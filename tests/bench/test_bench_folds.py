@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.bench.folds_study import FoldsSettings, markdown_report, run_folds_study
 from app.cli import app as cli
+from bench.folds_study import FoldsSettings, markdown_report, run_folds_study
 from core.pretrain import StandInConfig
 
 

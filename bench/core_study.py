@@ -17,7 +17,7 @@ model and from a ``csl`` model trained with the estimated prior) and precision@K
 truth is reported. Optionally every loss preset is trained and scored by mAP on a fully labelled
 test set, and :func:`core.ranking.top_unknown` is timed on a 100k x 600 matrix.
 
-Run: ``python -m app.bench.core_study`` (about a minute on 2 CPU cores).
+Run: ``labelmend bench core-study`` (about a minute on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -336,8 +337,8 @@ def _print(result: dict[str, Any], ks: list[int]) -> None:
         print("\ntop_unknown(k=1000) median seconds on 100k x 600: " + json.dumps(result["timing_s"]))
 
 
-def main() -> None:
-    """Command-line entry: ``python -m app.bench.core_study [--seed N] [--json]``."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: ``labelmend bench core-study [--seed N] [--json]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -345,7 +346,7 @@ def main() -> None:
     )
     parser.add_argument("--no-timing", action="store_true", help="skip timing top_unknown")
     parser.add_argument("--json", action="store_true", help="print the result dict as JSON too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = run_core_study(
         args.seed, compare_losses=args.losses, timing_shape=None if args.no_timing else (100_000, 600)
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from app.bench.finetune_speed import measure
 from app.cli import app
+from bench.finetune_speed import measure
 
 
 def test_measure_times_real_training_steps() -> None:
