@@ -2,7 +2,8 @@
 
 Public surface::
 
-    create_model(name, num_classes, *, pretrained="none", drop_rate=0.0) -> nn.Module
+    create_model(name, num_classes, *, pretrained="none", drop_rate=0.0, cache_dir=None) -> nn.Module
+    list_packaged() -> [timm names with ImageNet weights from a pip package (pretrained="packaged")]
     feature_dim(model) -> int
     pooled_features(model, images) -> Tensor (B, D)
     save_checkpoint(path, payload) / load_checkpoint(path) -> dict
@@ -18,6 +19,14 @@ from core.models._checkpoint import (
     save_checkpoint,
     weights_fingerprint,
 )
+from core.models._packaged import (
+    PACKAGED_WEIGHTS,
+    convert_state_dict,
+    ensure_packaged,
+    list_packaged,
+    packaged_file,
+    packaged_state_dict,
+)
 from core.models._timm import (
     PretrainedSource,
     classifier_names,
@@ -27,15 +36,21 @@ from core.models._timm import (
 )
 
 __all__ = [
+    "PACKAGED_WEIGHTS",
     "CheckpointError",
     "PretrainedSource",
     "classifier_names",
     "clean_state_dict",
+    "convert_state_dict",
     "create_model",
+    "ensure_packaged",
     "extract_state_dict",
     "feature_dim",
+    "list_packaged",
     "load_checkpoint",
     "load_weights_into",
+    "packaged_file",
+    "packaged_state_dict",
     "pooled_features",
     "read_state_dict",
     "save_checkpoint",

