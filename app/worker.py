@@ -24,13 +24,13 @@ from typing import Any
 
 from app.pipeline.home import HomeError
 from app.store import Store
+from common.progress import Progress
 from db import jobs
 from db.errors import StoreError
 from db.models import Job
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 Handler = Callable[[Store, Job, Progress], dict[str, Any]]
 
 

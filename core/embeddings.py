@@ -8,7 +8,7 @@ One cache folder per (backbone, weights fingerprint, image size, eval transform)
     index.npy     the R image ids, row i ↔ data row i (replaced atomically after each append)
     .lock         flock'ed by writers
 
-Rows are only ever appended, and the index is replaced (temp file + ``os.replace``) only after the
+Rows are only ever appended, and the index is replaced (:mod:`common.atomic`) only after the
 rows are written and fsync'ed, so a reader never sees a row that is not complete and a writer killed
 mid-append leaves a valid cache (its partial rows are overwritten by the next append). Next time,
 only images whose ids are not in the index are computed.
@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.atomic import atomic_open, atomic_write_bytes
+from common.progress import Progress
 from core.data import ImageDataset, ImageSource, SkipLog, create_loader, create_transform_for, data_config_for
 from core.device import select_device
 from core.models import classifier_names, feature_dim, pooled_features, weights_fingerprint
@@ -141,7 +142,10 @@ class EmbeddingCache:
                     f"{self.dim} {dtype}; delete the folder to rebuild it"
                 )
             return
-        _atomic_write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+        try:
+            atomic_write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+        except OSError as err:
+            raise _with_path(err, meta_path) from err
 
     def _refresh(self) -> None:
         try:
@@ -250,7 +254,11 @@ class EmbeddingCache:
             except OSError as err:  # e.g. disk full: the rows past the index are never read
                 raise _with_path(err, self._data_path) from err
             new_ids = np.asarray([*self._ids.tolist(), *keep_ids], dtype=str)
-            _atomic_save_npy(self._index_path, new_ids)
+            try:
+                with atomic_open(self._index_path, "wb") as handle:
+                    np.save(handle, new_ids, allow_pickle=False)
+            except OSError as err:
+                raise _with_path(err, self._index_path) from err
             self._index_stamp = None
             self._refresh()
         return len(keep_ids)
@@ -272,38 +280,6 @@ def _with_path(err: OSError, path: Path) -> OSError:
     if err.filename is not None:
         return err
     return type(err)(err.errno, err.strerror, str(path)) if err.errno is not None else err
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise _with_path(err, path) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise _with_path(err, path) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -347,7 +323,7 @@ def embed_images(
     dtype: str = "float16",
     max_pixels: int | None = None,
     flush_seconds: float = 30.0,
-    on_progress: Callable[[float, str], None] | None = None,
+    on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EmbeddingSet:
     """Pooled embeddings of every image, computing only those not cached yet.

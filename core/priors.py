@@ -28,7 +28,7 @@ float64 arrays of shape ``(C,)`` with values in [0, 1]:
 * :class:`RunningPrior` / :func:`running_prior` — the reference code's running mean of training-time
   probabilities over every batch of every epoch, kept for comparison.
 
-Measured by ``app/bench/core_study.py`` (seed 0; 8,000 images, 48 long-tailed classes, linear
+Measured by ``bench/core_study.py`` (seed 0; 8,000 images, 48 long-tailed classes, linear
 ``ignore``-mode model; mean absolute error against the true prevalence, lower is better)::
 
     estimator        FPC      RPS      PIV
@@ -49,15 +49,14 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
-from enum import StrEnum
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from common.atomic import atomic_open
+from common.choice import Choice
 from core._validation import (
     as_sequence_of_str,
     check_positive_int,
@@ -91,22 +90,13 @@ _SHIFT_STEPS: int = 60
 _MIN_SEPARATION: float = 0.01
 
 
-class PriorMethod(StrEnum):
+class PriorMethod(Choice, kind="prior method", plural="methods"):
     """How :func:`model_prior` turns model probabilities into a prior."""
 
     MEAN = "mean"  #: mean of p per class (the paper's estimate)
     FILLED = "filled"  #: annotations where known, p where unknown
     ADJUSTED = "adjusted"  #: annotations where known, adjusted classify-and-count on unknown cells
     SHIFTED = "shifted"  #: annotations where known, EM label-shift correction of p on unknown cells
-
-    @classmethod
-    def from_str(cls, value: str | PriorMethod) -> PriorMethod:
-        """Parse a method name, raising ``ValueError`` that lists the valid names."""
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown prior method {value!r}; valid methods: {valid}") from None
 
 
 #: Default of :func:`model_prior` when targets are given (see the module docstring for the numbers).
@@ -372,7 +362,7 @@ def write_prior_csv(path: str | os.PathLike[str], class_ids: Sequence[str], prio
     never leaves a half-written prior.
 
     Args:
-        path: Destination ``.csv`` file.
+        path: Destination ``.csv`` file (its folder is created if missing).
         class_ids: C unique class identifiers (e.g. ``/m/01g317``; never display names).
         prior: ``(C,)`` values in [0, 1].
 
@@ -388,17 +378,10 @@ def write_prior_csv(path: str | os.PathLike[str], class_ids: Sequence[str], prio
         if cid in seen:
             raise ValueError(f"class_ids holds {cid!r} twice; identifiers must be unique")
         seen.add(cid)
-    dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(PRIOR_CSV_HEADER)
-            writer.writerows((cid, repr(float(v))) for cid, v in zip(ids, arr, strict=True))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(PRIOR_CSV_HEADER)
+        writer.writerows((cid, repr(float(v))) for cid, v in zip(ids, arr, strict=True))
 
 
 def read_prior_csv(path: str | os.PathLike[str], class_ids: Sequence[str] | None = None) -> PriorTable:

@@ -15,7 +15,7 @@ likely a missing positive); :func:`top_unknown` returns the K best unknown cells
 * ``calibrated`` — a per-class shift of the logits chosen so that the class's mean score over its
   unknown cells equals ``pi_u``; needs no assumption about how the model was trained.
 
-``app/bench/core_study.py`` measures precision@K of each against hidden labels (seed 0, ``ignore``-mode
+``bench/core_study.py`` measures precision@K of each against hidden labels (seed 0, ``ignore``-mode
 linear model, prior from cross-fitted ``adjusted`` estimates; P@100 / P@500 / P@2000)::
 
     ranker         FPC                  RPS                  PIV
@@ -33,11 +33,11 @@ from a model that never trained on that image's own (possibly wrong) unknown-as-
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from common.choice import Choice
 from core._validation import check_positive_int, check_prior, check_probs, check_same_shape, check_targets
 from core.constants import UNKNOWN
 
@@ -67,7 +67,7 @@ _THRESHOLD_MARGIN: float = 1e-3
 _COUNT_BLOCK: int = 16_384
 
 
-class Ranker(StrEnum):
+class Ranker(Choice, kind="ranker", plural="rankers"):
     """Score used to rank unknown cells (higher = more likely a missing positive)."""
 
     PROBABILITY = "probability"
@@ -75,18 +75,9 @@ class Ranker(StrEnum):
     PRIOR_SHIFT = "prior_shift"
     CALIBRATED = "calibrated"
 
-    @classmethod
-    def from_str(cls, value: str | Ranker) -> Ranker:
-        """Parse a ranker name, raising ``ValueError`` that lists the valid names."""
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown ranker {value!r}; valid rankers: {valid}") from None
-
 
 #: The ranker used when none is given. ``prior_shift`` wins on low-rank logits with a good prior
-#: (``app/bench/core_study.py``), but on images (``labelmend bench quality``, 5 seeds, csl model,
+#: (``bench/core_study.py``), but on images (``labelmend bench quality``, 5 seeds, csl model,
 #: AP over hidden positives) raw probability wins under RPS 0.5 / 0.8 and OpenImages-like labels
 #: (0.48 / 0.45 / 0.22 vs 0.26 / 0.20 / 0.07) and loses only under FPC (0.15 vs 0.26). Given the
 #: true prevalence ``prior_shift`` would win under FPC and OpenImages-like labels: the prior

@@ -23,6 +23,7 @@ from app.pipeline.home import writing_home
 from app.pipeline.load import DatasetArrays, load_dataset
 from app.pipeline.models import Fit, Scorer, train_scorer
 from app.store import Store
+from common.progress import Progress
 from core.constants import UNKNOWN
 from core.metrics import partial_map
 from core.priors import model_prior, naive_prior, read_prior_csv
@@ -33,7 +34,6 @@ from db.models import ModelRun, RunKind, RunStatus
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 
 # Share of the whole cycle each stage takes on the progress bar. Progress messages start with the
 # stage name ("store: writing 5000 suggestions"); the worker records each new stage at once.

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from app.pipeline.config import CycleConfig, TrainMode
 from app.pipeline.load import DatasetArrays
+from common.progress import Progress
 from core.data import ImageSource
 from core.device import seed_everything
 from core.embeddings import embed_images
@@ -36,7 +37,6 @@ from core.train import (
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
 HEAD_LR = 1e-2
 # Seconds between appends of computed embeddings to the cache: the most extraction work a killed
 # worker loses (each append also rewrites the cache's id index, so not much more often than this).

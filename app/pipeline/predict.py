@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from app.store import Store
+from common.atomic import atomic_open
+from common.images import IMAGE_SUFFIXES
 from core.data import ImageSource
 from core.embeddings import embed_images
 from core.models import create_model
@@ -17,15 +19,13 @@ from db.datasets import get_dataset
 from db.errors import NotFoundError
 from db.runs import get_run, latest_run
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
 
 def _scan(folder: Path) -> ImageSource:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     return ImageSource(folder, tuple(p.stem for p in files), tuple(p.name for p in files))
 
 
@@ -60,10 +60,8 @@ def predict_folder(
     else:
         model, cfg = load_finetuned(artifacts["checkpoint"])
         probs, skipped = predict_images(model, source, image_size=cfg.image_size, device=device)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    tmp_out = out.with_name(out.name + ".part")
-    with tmp_out.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["ImageID", "LabelName", "Score"])
         for i, image_id in enumerate(source.ids):
@@ -72,7 +70,6 @@ def predict_folder(
             for j, key in enumerate(keys):
                 w.writerow([image_id, key, f"{probs[i, j]:.6f}"])
                 rows += 1
-    tmp_out.replace(out)
     return len(source) - len(skipped), rows, dict(skipped)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common.atomic import atomic_open
 from db.datasets import class_by_key, get_dataset
 from db.errors import LabelFileError, StoreError
 from db.models import Image, LabelClass, Suggestion, SuggestionStatus
@@ -119,15 +120,12 @@ def write_suggestions_csv(
         q = q.where(Suggestion.class_id == class_by_key(session, ds.id, class_key).id)
     if top is not None:
         q = q.limit(top)
-    out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(SUGGESTION_COLUMNS)
         for n, (img, key, score, prior) in enumerate(session.execute(q.execution_options(yield_per=5000)), 1):
             w.writerow([img, key, f"{score:.6f}", "" if prior is None else f"{prior:.6f}", n])
-    tmp.replace(out)
     return n
 
 

@@ -20,6 +20,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from app.web.components.text import md_escape
+from common.atomic import atomic_write_bytes
 from db.engine import labelmend_home
 
 log = logging.getLogger(__name__)
@@ -114,11 +115,8 @@ def image_jpeg(image_root: str | Path, rel_path: str, max_px: int = LARGE_PX) ->
     except OSError:
         pass
     data = render_jpeg(path, max_px)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, cached)
+    try:  # no fsync: a cache entry lost in a crash is only rendered again
+        atomic_write_bytes(cached, data, fsync=False)
     except OSError as err:  # a read-only or full LABELMEND_HOME only costs the cache
         log.warning("thumbnail cache not written (%s)", err)
     return data

@@ -7,12 +7,12 @@ loss still goes through :func:`core.losses.registry.loss_from_name`, whose regis
 
 from __future__ import annotations
 
-from enum import StrEnum
+from common.choice import Choice
 
 __all__ = ["LOSS_DESCRIPTIONS", "LossName", "describe_loss", "loss_names"]
 
 
-class LossName(StrEnum):
+class LossName(Choice, kind="loss", plural="losses"):
     """Names of the loss presets, in the order menus list them."""
 
     IGNORE = "ignore"
@@ -22,14 +22,6 @@ class LossName(StrEnum):
     HILL = "hill"
     WAN = "wan"
     LL_R = "ll-r"
-
-    @classmethod
-    def from_str(cls, name: str | LossName) -> LossName:
-        """Parse a preset name, raising ``ValueError`` that lists the valid names."""
-        try:
-            return cls(name)
-        except ValueError:
-            raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(loss_names())}") from None
 
 
 #: One line per preset, for menus and ``--help``.
@@ -46,7 +38,7 @@ LOSS_DESCRIPTIONS: dict[LossName, str] = {
 
 def loss_names() -> list[str]:
     """Every preset name, in :class:`LossName` order (equal to ``list_losses()``, torch-free)."""
-    return [name.value for name in LossName]
+    return list(LossName.values())
 
 
 def describe_loss(name: str | LossName) -> str:

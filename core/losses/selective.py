@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from common.choice import Choice
 from core._validation import check_prior
 from core.losses._bce import Group, summed_loss, weighted_bce
 from core.losses._common import (
@@ -35,21 +35,12 @@ logger = logging.getLogger(__name__)
 REFERENCE_NUM_CLASSES: int = 80
 
 
-class LossMode(StrEnum):
+class LossMode(Choice, kind="loss mode", plural="modes"):
     """How :class:`ClassAwareSelectiveLoss` treats unknown (-1) labels."""
 
     SELECTIVE = "selective"  #: CSL: ignore unknowns of common classes and the batch's most likely ones
     IGNORE = "ignore"  #: unknowns get no loss (BCE on annotated cells only)
     NEGATIVE = "negative"  #: every unknown is a negative (with gamma_unann / alpha_unann)
-
-    @classmethod
-    def from_str(cls, value: str | LossMode) -> LossMode:
-        """Parse a mode name, raising ``ValueError`` that lists the valid names."""
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown loss mode {value!r}; valid modes: {valid}") from None
 
 
 def resolve_topk(likelihood_topk: float, batch_size: int, num_classes: int) -> int:

@@ -12,13 +12,14 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from common.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``).
+    """Write ``payload`` to ``path`` atomically (:func:`common.atomic.atomic_open`).
 
-    A process killed mid-write leaves either the old file or the new one, never half of one.
+    A process killed mid-write leaves either the old file or the new one, never half of one, and a
+    failed save (e.g. an unpicklable value) leaves the old file and no temporary file.
 
     Args:
         path: Destination file; its parent folder is created if missing.
@@ -49,17 +51,8 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
         The destination path.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, dest)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(dest, "wb") as handle:
+        torch.save(dict(payload), handle)
     return dest
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from common.progress import Progress
+
 logger = logging.getLogger(__name__)
 
-#: ``on_progress(fraction, message)``: fraction of the whole call done, in [0, 1], and a short line.
-ProgressFn = Callable[[float, str], None]
+#: ``on_progress(fraction, message)``: fraction of the whole call done, in [0, 1], and a short line;
+#: the shared :data:`common.progress.Progress`, under the name the training code has always used.
+ProgressFn = Progress
 #: ``should_stop()``: polled once per step; True ends the loop cleanly (a checkpoint is written first).
 StopFn = Callable[[], bool]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# (phase, done, total): phase "images" counts files; "labels" counts bytes (CSV), rows (Parquet,
-# labelmend JSON) or images (COCO); "merge" has no total.
+#: ``progress(phase, done, total)``, in counts: phase "images" counts files; "labels" counts bytes
+#: (CSV), rows (Parquet, labelmend JSON) or images (COCO); "merge" has no total (None). Not the
+#: ``(fraction, message)`` shape of :data:`common.progress.Progress` used by training and jobs.
 ProgressFn = Callable[[str, int, int | None], None]
 
 

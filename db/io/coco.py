@@ -20,7 +20,6 @@ line, since problems are found per element.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from common.choice import Choice
 from db.errors import LabelFileError
 from db.io._report import ImportReport, ProgressFn
 from db.io._stage import LabelImport
@@ -39,20 +39,11 @@ from db.io.tabular import CHUNK_ROWS
 from db.models import Split
 
 
-class AbsentPolicy(enum.StrEnum):
+class AbsentPolicy(Choice, kind="absent policy", message="--absent must be one of {valid}, got {value}"):
     """What a COCO category without instances in an image means for that image."""
 
     NEGATIVE = "negative"
     UNKNOWN = "unknown"
-
-    @classmethod
-    def from_str(cls, value: str) -> AbsentPolicy:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(
-                f"--absent must be one of {', '.join(m.value for m in cls)}, got {value!r}"
-            ) from None
 
 
 def _load_json(path: Path) -> Any:

@@ -11,17 +11,15 @@ Formats (:class:`ExportFormat`; ``list_export_formats()`` for help texts and tes
   "provenance": {key: {"source", "author", "updated_at"}}}]}``, every image (also unlabelled ones).
 
 Rows come from a streamed query (``yield_per``: a server-side cursor on PostgreSQL) ordered by
-image then class, and are written as they arrive; the file appears atomically (temp file, then
-``os.replace``). Values: 1 = positive, 0 = negative; unknown cells are not written.
+image then class, and are written as they arrive; the file appears atomically
+(:mod:`common.atomic`: a failed export leaves the old file, or none, and no temporary file). Values: 1 = positive, 0 = negative; unknown cells are not written.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import enum
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common.atomic import atomic_open, atomic_path
+from common.choice import Choice
 from db.datasets import classes as dataset_classes
 from db.datasets import get_dataset
 from db.models import Dataset, Image, Label, LabelClass
@@ -40,27 +40,23 @@ from db.stats import ClassCounts, n_images
 
 BATCH_ROWS = 50_000
 JSON_FORMAT_TAG = "labelmend-labels/1"
-ProgressCallback = Callable[[int], None]  # labels (or images for json) written so far
+#: ``progress(n)``: a count, the labels (images for json) written so far, every 10,000. Not the
+#: ``(fraction, message)`` shape of :data:`common.progress.Progress` (nor the import's
+#: ``db.io._report.ProgressFn``).
+ProgressCallback = Callable[[int], None]
 
 
-class ExportFormat(enum.StrEnum):
+class ExportFormat(Choice, kind="export format", message="{kind} {value} is not one of {valid}"):
+    """The export file formats (module docstring); ``from_str`` takes any case."""
+
     OPENIMAGES = "openimages"
     CSV = "csv"
     PARQUET = "parquet"
     JSON = "json"
 
-    @classmethod
-    def from_str(cls, value: str) -> ExportFormat:
-        try:
-            return cls(value.lower())
-        except ValueError:
-            raise ValueError(
-                f"export format {value!r} is not one of {', '.join(list_export_formats())}"
-            ) from None
-
 
 def list_export_formats() -> list[str]:
-    return [f.value for f in ExportFormat]
+    return list(ExportFormat.values())
 
 
 @dataclass(frozen=True)
@@ -106,25 +102,6 @@ def _label_rows(session: Session, dataset_id: int) -> Iterator[Any]:
     yield from session.execute(stmt)
 
 
-class _AtomicFile:
-    """Write to ``<path>.part``; ``commit()`` moves it into place, otherwise it is removed."""
-
-    def __init__(self, path: Path, mode: str = "w") -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".part")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.mode = mode
-
-    def __enter__(self) -> Path:
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 def _tick(progress: ProgressCallback | None, n: int) -> None:
     if progress is not None and n % 10_000 == 0:
         progress(n)
@@ -132,14 +109,14 @@ def _tick(progress: ProgressCallback | None, n: int) -> None:
 
 def _write_openimages(session: Session, dataset_id: int, out: Path, progress: ProgressCallback | None) -> int:
     n = 0
-    with _AtomicFile(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["ImageID", "Source", "LabelName", "Confidence"])
         for ext, key, value, source, _author, _updated in _label_rows(session, dataset_id):
             w.writerow((ext, source, key, value))
             n += 1
             _tick(progress, n)
-    with _AtomicFile(classes_file_for(out)) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(classes_file_for(out), "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["LabelName", "DisplayName"])
         for c in dataset_classes(session, dataset_id):
@@ -149,7 +126,7 @@ def _write_openimages(session: Session, dataset_id: int, out: Path, progress: Pr
 
 def _write_csv(session: Session, dataset_id: int, out: Path, progress: ProgressCallback | None) -> int:
     n = 0
-    with _AtomicFile(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["image", "label", "value", "source", "author", "updated_at"])
         for ext, key, value, source, author, updated in _label_rows(session, dataset_id):
@@ -180,7 +157,7 @@ def _write_parquet(session: Session, dataset_id: int, out: Path, progress: Progr
         for c in cols:
             c.clear()
 
-    with _AtomicFile(out) as tmp, pq.ParquetWriter(tmp, PARQUET_SCHEMA) as writer:
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, PARQUET_SCHEMA) as writer:
         for ext, key, value, source, author, updated in _label_rows(session, dataset_id):
             for c, v in zip(cols, (ext, key, value, source, author, _utc(updated)), strict=True):
                 c.append(v)
@@ -224,7 +201,7 @@ def _write_json(session: Session, dataset_id: int, out: Path, progress: Progress
         .execution_options(yield_per=BATCH_ROWS)
     )
     n = 0
-    with _AtomicFile(out) as tmp, tmp.open("w", encoding="utf-8") as fh:
+    with atomic_open(out, "w", encoding="utf-8") as fh:
         opening = json.dumps(head, ensure_ascii=False)[:-1]
         fh.write(opening + ', "images": [')
         current: dict[str, Any] | None = None
@@ -294,7 +271,7 @@ def export_labels(
         ...     export_labels(s, dataset="pets", fmt="csv", out=Path("pets.csv"))
     """
     t0 = time.perf_counter()
-    kind = fmt if isinstance(fmt, ExportFormat) else ExportFormat.from_str(fmt)
+    kind = ExportFormat.from_str(fmt)
     ds = get_dataset(session, dataset)
     n = _WRITERS[kind](session, ds.id, out, progress)
     files = (str(out), str(classes_file_for(out))) if kind is ExportFormat.OPENIMAGES else (str(out),)
@@ -311,7 +288,7 @@ def export_labels(
 
 def write_class_counts_csv(counts: list[ClassCounts], out: Path) -> None:
     """Per-class counts as CSV: ``key,display_name,position,positive,negative,unknown``."""
-    with _AtomicFile(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
+    with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["key", "display_name", "position", "positive", "negative", "unknown"])
         for c in counts:

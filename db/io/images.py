@@ -17,11 +17,11 @@ from typing import Literal
 
 from PIL import Image as PILImage
 
+from common.images import IMAGE_SUFFIXES
 from db.io._report import ProgressFn
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 IdFrom = Literal["stem", "relpath"]
 
 

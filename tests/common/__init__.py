@@ -1,0 +1,1 @@
+"""Tests of the dependency-free helpers in ``common``."""
