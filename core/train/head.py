@@ -23,7 +23,7 @@ from core._validation import check_targets
 from core.device import seed_everything, select_device
 from core.models import CheckpointError, load_checkpoint, save_checkpoint
 from core.train._control import ProgressFn, StopFn, report
-from core.train.config import HeadConfig
+from core.train.config import HeadConfig, HeadSolver
 from core.train.schedule import onecycle_lr
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class HeadResult:
     Attributes:
         head: The trained head, eval mode, on the CPU.
         config: The config used.
-        epoch_losses: Mean batch loss of each completed epoch.
+        epoch_losses: Adam: mean batch loss of each completed epoch; L-BFGS: loss after each round.
         steps: Adam steps taken.
         stopped: True when ``should_stop`` ended training early.
         seconds: Wall time of the call.
@@ -154,8 +154,40 @@ def train_head(
         head[0].std.copy_(std)
     head.to(device).train()
     loss.to(device)
+    solver = config.resolved_solver(n)
+    fit = _fit_lbfgs if solver is HeadSolver.LBFGS else _fit_adam
+    epoch_losses, step, stopped = fit(head, x, y, loss, config, device, on_progress, should_stop)
+    head.to("cpu").eval()
+    seconds = time.perf_counter() - started
+    logger.info(
+        "head (%s): %d rows, %d rounds, %d steps in %.2f s", solver, n, len(epoch_losses), step, seconds
+    )
+    return HeadResult(head, config, epoch_losses, step, stopped, seconds)
+
+
+_Fit = tuple[list[float], int, bool]  # (loss per epoch or round, optimiser steps, stopped early)
+
+
+def _decay_split(head: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weight matrices, everything else): L2 applies to the first only."""
     decay = [p for name, p in head.named_parameters() if name.endswith("weight") and p.ndim > 1]
     no_decay = [p for name, p in head.named_parameters() if not (name.endswith("weight") and p.ndim > 1)]
+    return decay, no_decay
+
+
+def _fit_adam(
+    head: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: nn.Module,
+    config: HeadConfig,
+    device: torch.device,
+    on_progress: ProgressFn | None,
+    should_stop: StopFn | None,
+) -> _Fit:
+    """Mini-batch Adam with a one-cycle LR over ``config.epochs`` shuffled passes."""
+    n = len(y)
+    decay, no_decay = _decay_split(head)
     optimizer = torch.optim.Adam(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
@@ -200,10 +232,71 @@ def train_head(
             (epoch + 1) / config.epochs,
             f"head epoch {epoch + 1}/{config.epochs} loss {epoch_losses[-1]:.4f}",
         )
-    head.to("cpu").eval()
-    seconds = time.perf_counter() - started
-    logger.info("head: %d rows, %d epochs, %d steps in %.2f s", n, len(epoch_losses), step, seconds)
-    return HeadResult(head, config, epoch_losses, step, stopped, seconds)
+    return epoch_losses, step, stopped
+
+
+class _Stopped(Exception):
+    """Raised inside the L-BFGS closure when ``should_stop`` says so."""
+
+
+#: L-BFGS restarts (fresh curvature memory, ``loss.set_epoch`` advanced) at most this many times.
+_LBFGS_ROUNDS = 4
+
+
+def _fit_lbfgs(
+    head: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: nn.Module,
+    config: HeadConfig,
+    device: torch.device,
+    on_progress: ProgressFn | None,
+    should_stop: StopFn | None,
+) -> _Fit:
+    """Full-batch L-BFGS (strong Wolfe line search) on ``loss + l2/2 · ||W||²``, last layer from zero.
+
+    A loss whose weights depend on the predictions (CSL's selection, focusing) is a fixed function
+    only between restarts: the iterations are split into ``min(epochs, 4)`` rounds, each a fresh
+    L-BFGS whose line search sees one consistent objective.
+    """
+    last = head[-1]
+    assert isinstance(last, nn.Linear)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    head.eval()  # no dropout: L-BFGS needs a deterministic objective
+    x, yf = x.to(device), y.to(device).float()
+    decay, _ = _decay_split(head)
+    params = [p for p in head.parameters() if p.requires_grad]
+    rounds = min(config.epochs, _LBFGS_ROUNDS)
+    losses: list[float] = []
+    steps = 0
+    for r in range(rounds):
+        if callable(getattr(loss, "set_epoch", None)):
+            loss.set_epoch(r * config.epochs // rounds)
+        iters = config.lbfgs_iters // rounds + (r < config.lbfgs_iters % rounds)
+        optimizer = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=max(iters, 1), history_size=20, line_search_fn="strong_wolfe"
+        )
+
+        def closure(optimizer: torch.optim.LBFGS = optimizer) -> torch.Tensor:
+            nonlocal steps
+            if should_stop is not None and should_stop():
+                raise _Stopped
+            optimizer.zero_grad(set_to_none=True)
+            value = loss(head(x).float(), yf)
+            if config.l2 > 0:
+                value = value + 0.5 * config.l2 * sum((w * w).sum() for w in decay)
+            value.backward()
+            steps += 1
+            return value
+
+        try:
+            value = optimizer.step(closure)
+        except _Stopped:
+            return losses, steps, True
+        losses.append(float(value.detach()))
+        report(on_progress, (r + 1) / rounds, f"head L-BFGS round {r + 1}/{rounds} loss {losses[-1]:.4f}")
+    return losses, steps, False
 
 
 def predict_head(
