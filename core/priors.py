@@ -19,26 +19,19 @@ float64 arrays of shape ``(C,)`` with values in [0, 1]:
     ``filled`` in expectation when hiding is random (RPS), and needs no calibration.
   - ``shifted``: as ``adjusted`` but the unknown-cell rate is the maximum-likelihood label-shift
     correction of p (Saerens et al. 2002 EM). Exact for calibrated p, but it amplifies
-    miscalibration (it failed badly under RPS in the study); kept for comparison.
+    miscalibration (it does badly under RPS in ``labelmend bench core-study``); kept for comparison.
 
   Probabilities of the training images from a model trained on them are over-confident on the
   annotated cells; cross-fitted probabilities (:func:`core.ranking.kfold_split`: train on k-1
-  folds, predict the held fold) remove that bias and are the recommended input.
+  folds, predict the held fold) remove that bias and are the recommended input. The retrain
+  cycle (``--prior model``, the default) passes 2-fold cross-fitted probabilities and the
+  targets, so it uses ``adjusted``.
 
 * :class:`RunningPrior` / :func:`running_prior` — the reference code's running mean of training-time
   probabilities over every batch of every epoch, kept for comparison.
 
-Measured by ``bench/core_study.py`` (seed 0; 8,000 images, 48 long-tailed classes, linear
-``ignore``-mode model; mean absolute error against the true prevalence, lower is better)::
-
-    estimator        FPC      RPS      PIV
-    naive          0.034    0.023    0.028
-    running        0.248    0.066    0.111
-    mean           0.208    0.010    0.064
-    filled         0.208    0.005    0.063
-    shifted        0.028    0.154    0.038
-    adjusted       0.047    0.002    0.012
-    adjusted (cf)  0.025    0.003    0.012     (2-fold cross-fitted probabilities)
+``labelmend bench core-study`` measures every estimator against the true prevalence; its numbers
+are in README.md ("Studies behind the defaults").
 
 The prior is stored as CSV with header ``Classes,avg_pred``, one row per class keyed by its
 identifier (:func:`write_prior_csv`, :func:`read_prior_csv`).
@@ -99,7 +92,7 @@ class PriorMethod(Choice, kind="prior method", plural="methods"):
     SHIFTED = "shifted"  #: annotations where known, EM label-shift correction of p on unknown cells
 
 
-#: Default of :func:`model_prior` when targets are given (see the module docstring for the numbers).
+#: Default of :func:`model_prior` when targets are given (why: ``labelmend bench core-study``, README.md).
 DEFAULT_PRIOR_METHOD: PriorMethod = PriorMethod.ADJUSTED
 
 
@@ -134,9 +127,9 @@ def model_prior(
         probs: ``(N, C)`` sigmoid probabilities of the temporary model on the training images,
             from a clean inference pass after training.
         targets: Optional ``(N, C)`` labels (1 / 0 / -1) of the same images. Needed by
-            ``filled`` and ``shifted``.
+            ``filled``, ``adjusted`` and ``shifted``.
         method: A :class:`PriorMethod`; default ``mean`` without targets and
-            :data:`DEFAULT_PRIOR_METHOD` (``shifted``) with targets.
+            :data:`DEFAULT_PRIOR_METHOD` (``adjusted``) with targets.
 
     Returns:
         float64 ``(C,)`` in [0, 1].

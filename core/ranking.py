@@ -15,17 +15,10 @@ likely a missing positive); :func:`top_unknown` returns the K best unknown cells
 * ``calibrated`` — a per-class shift of the logits chosen so that the class's mean score over its
   unknown cells equals ``pi_u``; needs no assumption about how the model was trained.
 
-``bench/core_study.py`` measures precision@K of each against hidden labels (seed 0, ``ignore``-mode
-linear model, prior from cross-fitted ``adjusted`` estimates; P@100 / P@500 / P@2000)::
-
-    ranker         FPC                  RPS                  PIV
-    probability    0.99 / 0.90 / 0.74   1.00 / 0.99 / 0.92   1.00 / 0.98 / 0.87
-    lift           0.00 / 0.00 / 0.22   0.72 / 0.64 / 0.47   0.53 / 0.41 / 0.24
-    prior_shift    1.00 / 0.99 / 0.92   1.00 / 0.99 / 0.92   1.00 / 0.98 / 0.88
-    calibrated     1.00 / 0.99 / 0.92   1.00 / 0.98 / 0.91   1.00 / 0.98 / 0.87
-
-On those low-rank logits ``prior_shift`` wins or ties everywhere; on images it does not (see
-:data:`DEFAULT_RANKER`), so the default is ``probability``.
+``labelmend bench core-study`` measures precision@K of each against hidden labels on generated
+low-rank logits, where ``prior_shift`` wins or ties everywhere; ``labelmend bench quality`` measures
+them on images, where it does not, so the default is ``probability`` (:data:`DEFAULT_RANKER`; the
+numbers are in README.md, "Results" and "Studies behind the defaults").
 
 Cross-fitting: :func:`kfold_split` splits the images into folds, so the suggestions for an image come
 from a model that never trained on that image's own (possibly wrong) unknown-as-negative cells.
@@ -76,12 +69,10 @@ class Ranker(Choice, kind="ranker", plural="rankers"):
     CALIBRATED = "calibrated"
 
 
-#: The ranker used when none is given. ``prior_shift`` wins on low-rank logits with a good prior
-#: (``bench/core_study.py``), but on images (``labelmend bench quality``, 5 seeds, csl model,
-#: AP over hidden positives) raw probability wins under RPS 0.5 / 0.8 and OpenImages-like labels
-#: (0.48 / 0.45 / 0.22 vs 0.26 / 0.20 / 0.07) and loses only under FPC (0.15 vs 0.26). Given the
-#: true prevalence ``prior_shift`` would win under FPC and OpenImages-like labels: the prior
-#: estimate, not the ranker, is what holds it back.
+#: The ranker used when none is given: raw probability, which ranks the hidden positives of images
+#: best under RPS and OpenImages-like labels, not under FPC (``labelmend bench quality``; README.md,
+#: "Results"). Given the true prevalence ``prior_shift`` would win under FPC and OpenImages-like
+#: labels: the prior estimate, not the ranker, is what holds it back.
 DEFAULT_RANKER: Ranker = Ranker.PROBABILITY
 
 

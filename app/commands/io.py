@@ -1,13 +1,17 @@
 """`labelmend import …`, `labelmend export` and `labelmend stats`: label files in and out.
 
-Each import is one transaction (all or nothing); a bad file stops with one line naming
-``file:line``, what is wrong and what to do (raised as ``LabelFileError``; ``app.cli.main``
+``labelmend import FORMAT`` has one command per :class:`db.io.ImportFormat`, generated from the
+importers table (:data:`db.io.importers.IMPORTERS`: the label file's option and help, and whether
+the format takes ``--classes``, ``--splits`` or ``--absent``); a new format gets its command
+without code here. Each import is one transaction (all or nothing); a bad file stops with one line
+naming ``file:line``, what is wrong and what to do (raised as ``LabelFileError``; ``app.cli.main``
 prints it as ``error: …`` and exits 1).
 """
 
 from __future__ import annotations
 
 import getpass
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,12 +28,11 @@ from db.datasets import get_dataset
 from db.io import (
     AbsentPolicy,
     ExportFormat,
+    ImportFormat,
     ImportReport,
     export_labels,
-    import_coco,
-    import_label_json,
-    import_openimages,
-    import_table,
+    import_labels,
+    importer_for,
     write_class_counts_csv,
 )
 from db.io.tabular import ProgressFn
@@ -66,11 +69,12 @@ ImagesOption = Annotated[
     ),
 ]
 SplitOption = Annotated[Split, typer.Option(help="Split of newly registered images.")]
+SplitsOption = Annotated[Path | None, _file("Optional ImageID,Split CSV overriding --split per image.")]
+AbsentOption = Annotated[
+    AbsentPolicy, typer.Option(help="Categories without instances in an image: negative or unknown.")
+]
 ImportDatasetOption = Annotated[
     str, typer.Option("--dataset", "-d", help="Dataset name (created if missing).")
-]
-TableClassesOption = Annotated[
-    Path | None, _file("Optional LabelName,DisplayName CSV; then keys must be in it.")
 ]
 
 
@@ -111,104 +115,44 @@ def _report(report: ImportReport) -> None:
         typer.echo(f"... and {len(report.images_skipped) - 20} more skipped images", err=True)
 
 
-def _run_import(
-    importer: Callable[..., ImportReport],
-    images: Path | None,
-    dataset: str,
-    split: Split,
-    author: str,
-    db: str | None,
-    **file_options: Any,
-) -> None:
-    """Run ``importer`` with the options every import command has plus ``file_options``, in one
-    write transaction (all or nothing) with a progress display; then print its report."""
-    with store_for(db).write() as session, _progress() as progress:
-        report = importer(
-            session,
-            images=images,
-            dataset=dataset,
-            split=split.value,
-            author=author,
-            progress=progress,
-            **file_options,
-        )
-    _report(report)
+def _option(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-@import_app.command("openimages")
-def import_openimages_cmd(
-    labels: Annotated[Path, _file("ImageID,Source,LabelName,Confidence CSV (Confidence 1 / 0).")],
-    classes: Annotated[Path | None, _file("LabelName,DisplayName CSV (header optional).")] = None,
-    images: ImagesOption = None,
-    dataset: ImportDatasetOption = "default",
-    split: SplitOption = Split.TRAIN,
-    splits: Annotated[Path | None, _file("Optional ImageID,Split CSV overriding --split per image.")] = None,
-    author: AuthorOption = _default_author(),
-    db: DbOption = None,
-) -> None:
-    """Import OpenImages V6 human-verified image labels, classes and image folder."""
-    _run_import(
-        import_openimages, images, dataset, split, author, db, labels=labels, classes=classes, splits=splits
-    )
+def _import_command(fmt: ImportFormat) -> Callable[..., None]:
+    """The ``labelmend import <fmt>`` command: its options are those the format's table entry takes.
+
+    Options, in order: ``--<file_option>`` (required), ``--classes`` (if the format takes one),
+    ``--images``, ``--dataset``, ``--absent`` (COCO), ``--split``, ``--splits`` (OpenImages),
+    ``--author``, ``--db``. The body runs :func:`db.io.import_labels` in one write transaction
+    with a progress display, then prints the report.
+    """
+    entry = importer_for(fmt)
+
+    def command(**options: Any) -> None:
+        labels, db = options.pop(entry.file_option), options.pop("db")
+        with store_for(db).write() as session, _progress() as progress:
+            report = import_labels(session, fmt, labels=labels, progress=progress, **options)
+        _report(report)
+
+    params = [_option(entry.file_option, Annotated[Path, _file(entry.file_help)])]
+    if entry.classes_help is not None:
+        params.append(_option("classes", Annotated[Path | None, _file(entry.classes_help)], None))
+    params += [_option("images", ImagesOption, None), _option("dataset", ImportDatasetOption, "default")]
+    if entry.absent:
+        params.append(_option("absent", AbsentOption, AbsentPolicy.NEGATIVE))
+    params.append(_option("split", SplitOption, Split.TRAIN))
+    if entry.splits:
+        params.append(_option("splits", SplitsOption, None))
+    params += [_option("author", AuthorOption, _default_author()), _option("db", DbOption, None)]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = command.__qualname__ = f"import_{fmt.value}"
+    command.__doc__ = entry.summary
+    return command
 
 
-@import_app.command("coco")
-def import_coco_cmd(
-    annotations: Annotated[Path, _file("COCO instances_*.json.")],
-    images: ImagesOption = None,
-    dataset: ImportDatasetOption = "default",
-    absent: Annotated[
-        AbsentPolicy, typer.Option(help="Categories without instances in an image: negative or unknown.")
-    ] = AbsentPolicy.NEGATIVE,
-    split: SplitOption = Split.TRAIN,
-    author: AuthorOption = _default_author(),
-    db: DbOption = None,
-) -> None:
-    """Import a COCO instances file as image-level labels (category present = positive)."""
-    _run_import(import_coco, images, dataset, split, author, db, annotations=annotations, absent=absent)
-
-
-@import_app.command("csv")
-def import_csv_cmd(
-    labels: Annotated[Path, _file("CSV with columns image,label,value (1 / 0).")],
-    images: ImagesOption = None,
-    classes: TableClassesOption = None,
-    dataset: ImportDatasetOption = "default",
-    split: SplitOption = Split.TRAIN,
-    author: AuthorOption = _default_author(),
-    db: DbOption = None,
-) -> None:
-    """Import a CSV table image,label,value; unknown labels become classes (unless --classes)."""
-    _run_import(import_table, images, dataset, split, author, db, labels=labels, classes=classes, fmt="csv")
-
-
-@import_app.command("parquet")
-def import_parquet_cmd(
-    labels: Annotated[Path, _file("Parquet with columns image, label (text), value (integer 1 / 0).")],
-    images: ImagesOption = None,
-    classes: TableClassesOption = None,
-    dataset: ImportDatasetOption = "default",
-    split: SplitOption = Split.TRAIN,
-    author: AuthorOption = _default_author(),
-    db: DbOption = None,
-) -> None:
-    """Import a Parquet table image,label,value; unknown labels become classes (unless --classes)."""
-    _run_import(
-        import_table, images, dataset, split, author, db, labels=labels, classes=classes, fmt="parquet"
-    )
-
-
-@import_app.command("json")
-def import_json_cmd(
-    labels: Annotated[Path, _file("JSON written by `labelmend export --format json`.")],
-    images: ImagesOption = None,
-    dataset: ImportDatasetOption = "default",
-    split: SplitOption = Split.TRAIN,
-    author: AuthorOption = _default_author(),
-    db: DbOption = None,
-) -> None:
-    """Import labelmend's own JSON export (classes, images, positives / negatives)."""
-    _run_import(import_label_json, images, dataset, split, author, db, path=labels)
+for _fmt in ImportFormat:
+    import_app.command(_fmt.value)(_import_command(_fmt))
 
 
 def export(

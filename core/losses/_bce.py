@@ -22,12 +22,12 @@ log is clamped at ``log f`` and the gradient is 0 where ``r <= f``, as the clamp
 without one (WAN, LL-R) ``-log r`` is the exact softplus. The floor and the softplus matter only
 for ``|x|`` beyond 18 (resp. about 80 in float32): a batch whose logits all lie inside skips them.
 
-Speed on CPU (see ``bench/loss_speed.py``): every intermediate comes from a
-:class:`~core.losses._common.Workspace` (a fresh 10 MB tensor is page-faulted in at ~9 ms), masks
-become float through a free uint8 view (bool -> float copies are 6x slower), weights are summed
-with ``addcmul_`` rather than chained ``where`` (a slow scalar kernel), integer exponents are
-multiplied out (``pow`` is ~15x slower), and the batch is processed in blocks of rows that stay
-in cache.
+Speed on CPU: every intermediate comes from a :class:`~core.losses._common.Workspace` (fresh
+large tensors are page-faulted in on every call), masks become float through a free uint8 view
+(not a bool -> float copy), weights are summed with ``addcmul_`` rather than chained ``where`` (a
+slow scalar kernel), integer exponents are multiplied out (not ``pow``), and the batch is processed
+in blocks of rows that stay in cache. ``labelmend bench loss-speed`` times every preset; the
+measurements behind these choices are in README.md ("Studies behind the defaults").
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ __all__ = ["BLOCK_CELLS", "Group", "power", "summed_loss", "weighted_bce"]
 #: and from the positives. Cells in no group get ``w = 0``.
 Group = tuple[torch.Tensor | None, float, float]
 
-#: Cells per block of rows: a dozen float32 blocks of this size (1 MB each) stay in L3. On the
-#: 2-core EPYC VM, CSL on 4096 x 600 float32 ran ~13 % faster than unblocked; 2^16 and 2^14 were
-#: slower again (per-op overhead).
+#: Cells per block of rows: a dozen float32 blocks of this size (1 MB each) stay in L3; smaller
+#: blocks pay more per-op overhead (``labelmend bench loss-speed``; README.md, "Studies behind the
+#: defaults").
 BLOCK_CELLS: int = 1 << 18
 
 #: Below this ``|x|``, ``sigmoid(-|x|) > 1.5e-8``: a log floor of 1e-8 cannot bind.
@@ -99,7 +99,7 @@ def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
 
 def power(base: torch.Tensor, gamma: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """``base ** gamma``: ``base`` itself for 1, else ``out`` (or a new tensor); integer exponents
-    up to 16 by multiplication in place (``torch.pow`` with a float exponent is ~15x slower)."""
+    up to 16 by multiplication in place (faster than ``torch.pow`` with a float exponent)."""
     if gamma == 1.0:
         return base
     if gamma == 0.0:

@@ -26,8 +26,8 @@ class Workspace:
     """Scratch tensors a loss reuses from one call to the next.
 
     On CPU a fresh 10 MB tensor costs about as much as ten arithmetic passes over it: glibc
-    returns large freed blocks to the OS, so every new one is page-faulted in again (~9 ms for
-    4096 x 600 float32 on the 2-core VM we measured). A loss therefore takes its intermediates
+    returns large freed blocks to the OS, so every new one is page-faulted in again (README.md,
+    "Studies behind the defaults"). A loss therefore takes its intermediates
     from here, by name; they never leave the call (the gradient it returns is always a fresh
     tensor). Buffers of at most six shapes are kept (a full batch, the epoch's smaller last one,
     and the row blocks of each): at 600 classes, for a 4096-row batch and a 1000-row last one, about
@@ -118,7 +118,8 @@ def target_masks(
 
     Returns:
         ``(positive, negative, unknown)``: three bool tensors ``(B, C)``. To turn one into a float
-        0/1 tensor, use :func:`as_float`: a bool -> float copy is 6x slower than uint8 -> float.
+        0/1 tensor, use :func:`as_float`: a bool -> float copy is several times slower than
+        uint8 -> float.
 
     Raises:
         ValueError: If a cell holds anything other than 1, 0 or -1 (NaN and inf included).

@@ -37,10 +37,10 @@ __all__ = ["CSL_GAMMA_NEG", "LossName", "is_loss", "list_losses", "loss_from_nam
 
 logger = logging.getLogger(__name__)
 
-#: gamma_neg of the ``csl`` preset. The paper used 3 under FPC and 1 under RPS. A linear-head check
-#: in ``bench/core_study.py --losses`` shows the same split (test mAP, gamma_neg 1 vs 3: FPC 42.63
-#: vs 42.84, RPS 43.09 vs 42.96, per-image verification 40.99 vs 40.89), so 1 stays the default until
-#: the quality benchmark (issue 6) measures both with real backbones.
+#: gamma_neg of the ``csl`` preset. The paper used 3 under FPC and 1 under RPS; the linear-head
+#: check ``labelmend bench core-study --losses`` shows the same split, by a few tenths of a point on
+#: one seed (README.md, "Studies behind the defaults"), so 1 is kept. ``labelmend bench quality``
+#: does not vary it.
 CSL_GAMMA_NEG: float = 1.0
 
 

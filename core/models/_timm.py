@@ -91,8 +91,8 @@ def create_model(
 
     Example:
         >>> model = create_model("resnet10t", 5)
-        >>> model(torch.zeros(1, 3, 32, 32)).shape
-        torch.Size([1, 5])
+        >>> model(torch.zeros(2, 3, 32, 32)).shape  # train mode: batch norm needs 2+ images
+        torch.Size([2, 5])
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")

@@ -38,8 +38,8 @@ def onecycle_lr(
         The learning rate for this step.
 
     Example:
-        >>> onecycle_lr(0, 100, 1.0)
-        0.04
+        >>> [round(onecycle_lr(step, 100, 1.0), 6) for step in (0, 19, 99)]  # start, peak, end
+        [0.04, 1.0, 4e-06]
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1, got {total_steps}")

@@ -85,7 +85,7 @@ def test_import_by_upload(page: Page, app_server: Served, tmp_path: Path) -> Non
     table.write_text("image,label,value\nu1.jpg,/m/up1,1\nu2.jpg,/m/up2,0\nu2.jpg,/m/up1,1\n")
     open_review(page, app_server.base_url, "alpha", "uploader")
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Import / Export", exact=True).click()
-    page.get_by_text("Table: CSV or Parquet").click()
+    page.get_by_text("CSV table (image,label,value)").click()
     page.get_by_role("textbox", name="Dataset").fill("uploaded")
     page.get_by_role("textbox", name="Dataset").press("Enter")
     page.get_by_text("Upload (≤ 50 MB)").click()

@@ -1,13 +1,14 @@
 """Import / Export: import a label file by server path (or upload a small one); download the labels.
 
-Imports run :mod:`db.io` importers in one transaction: a bad line is one error naming the file and
-line, and nothing changes. Exports stream the current labels (with provenance) to a file under
+The import formats, their labels and whether they take a classes file come from the importers
+table (:class:`db.io.ImportFormat`, :func:`db.io.importer_for`); the import runs
+:func:`db.io.import_labels` in one transaction: a bad line is one error naming the file and line,
+and nothing changes. Exports stream the current labels (with provenance) to a file under
 ``LABELMEND_HOME/exports`` and offer it for download.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 import shutil
 import tempfile
@@ -22,12 +23,12 @@ from db.engine import labelmend_home
 from db.errors import StoreError
 from db.io import (
     ExportFormat,
+    ImportFormat,
     export_labels,
-    import_coco,
-    import_label_json,
-    import_openimages,
-    import_table,
+    import_labels,
+    importer_for,
     list_export_formats,
+    list_import_formats,
 )
 from db.models import Split
 
@@ -40,13 +41,8 @@ SUFFIX = {
 }
 MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class ImportKind(enum.StrEnum):
-    OPENIMAGES = "OpenImages CSV (ImageID,Source,LabelName,Confidence)"
-    TABLE = "Table: CSV or Parquet (image,label,value)"
-    COCO = "COCO instances JSON"
-    LABEL_JSON = "labelmend JSON export"
+#: Label file types the uploader accepts: every import format's (the format is chosen separately).
+UPLOAD_TYPES = sorted({suffix for fmt in list_import_formats() for suffix in importer_for(fmt).suffixes})
 
 
 def _opt_path(text: str) -> Path | None:
@@ -62,32 +58,20 @@ def _save_upload(upload: Any, folder: Path) -> Path:
 
 
 def _run_import(
-    kind: ImportKind, dataset: str, labels: Path, classes: Path | None, images: Path | None, split: str
+    fmt: ImportFormat, dataset: str, labels: Path, classes: Path | None, images: Path | None, split: str
 ) -> str:
     author = state.annotator() or "import"
     with state.get_store().write() as s:
-        if kind is ImportKind.OPENIMAGES:
-            report = import_openimages(
-                s, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
-            )
-        elif kind is ImportKind.TABLE:
-            report = import_table(
-                s, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
-            )
-        elif kind is ImportKind.COCO:
-            report = import_coco(
-                s, annotations=labels, images=images, dataset=dataset, split=split, author=author
-            )
-        else:
-            report = import_label_json(
-                s, path=labels, images=images, dataset=dataset, split=split, author=author
-            )
+        report = import_labels(
+            s, fmt, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
+        )
     return report.summary()
 
 
 def _on_import() -> None:
     ss = st.session_state
-    kind = ImportKind(ss["import-kind"])
+    fmt = ImportFormat(ss["import-kind"])
+    takes_classes = importer_for(fmt).classes
     dataset = str(ss.get("import-dataset") or "").strip()
     if not dataset:
         state.flash("error", "Give the dataset a name.")
@@ -100,15 +84,16 @@ def _on_import() -> None:
                 state.flash("error", "Choose a label file to upload.")
                 return
             labels = _save_upload(ss["import-upload"], upload_dir)
-            up_classes = ss.get("import-upload-classes")
+            up_classes = ss.get("import-upload-classes") if takes_classes else None
             classes = _save_upload(up_classes, upload_dir) if up_classes is not None else None
         else:
             labels_path = _opt_path(ss.get("import-path") or "")
             if labels_path is None:
                 state.flash("error", "Give the label file's path on the server.")
                 return
-            labels, classes = labels_path, _opt_path(ss.get("import-classes") or "")
-        summary = _run_import(kind, dataset, labels, classes, images, split)
+            labels = labels_path
+            classes = _opt_path(ss.get("import-classes") or "") if takes_classes else None
+        summary = _run_import(fmt, dataset, labels, classes, images, split)
     except (StoreError, ValueError, FileNotFoundError) as err:
         state.flash("error", f"Nothing imported: {err}")
         return
@@ -125,7 +110,13 @@ def _ensure(folder: Path) -> Path:
 
 def _import_form(default_dataset: str) -> None:
     st.markdown("#### Import labels")
-    st.radio("Format", [k.value for k in ImportKind], key="import-kind")
+    fmt = st.radio(
+        "Format",
+        list_import_formats(),
+        format_func=lambda value: importer_for(value).label,
+        key="import-kind",
+    )
+    takes_classes = importer_for(fmt or list_import_formats()[0]).classes
     c1, c2 = st.columns(2)
     c1.text_input(
         "Dataset", default_dataset, key="import-dataset", help="An existing dataset, or a new name."
@@ -139,17 +130,19 @@ def _import_form(default_dataset: str) -> None:
         key="import-source",
     )
     if source == "upload":
-        st.file_uploader("Label file", key="import-upload", type=["csv", "parquet", "pq", "json"])
-        st.file_uploader(
-            "Classes file (LabelName,DisplayName), optional", key="import-upload-classes", type=["csv"]
-        )
+        st.file_uploader("Label file", key="import-upload", type=UPLOAD_TYPES)
+        if takes_classes:
+            st.file_uploader(
+                "Classes file (LabelName,DisplayName), optional", key="import-upload-classes", type=["csv"]
+            )
     else:
         st.text_input(
             "Label file path",
             key="import-path",
             placeholder="/data/oidv6-train-annotations-human-imagelabels.csv",
         )
-        st.text_input("Classes file path (LabelName,DisplayName), optional", key="import-classes")
+        if takes_classes:
+            st.text_input("Classes file path (LabelName,DisplayName), optional", key="import-classes")
     st.text_input(
         "Image folder on the server, optional",
         key="import-images",

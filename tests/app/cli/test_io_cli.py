@@ -4,6 +4,7 @@ on SQLite and PostgreSQL; bad files exit 1 with one line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from app.store import close_stores
 from db.errors import LabelFileError
+from db.io import importer_for, list_import_formats
 from tests.db.test_import_openimages import CLASSES, HEADER, make_images, write
 
 runner = CliRunner()
@@ -132,6 +134,22 @@ def test_bad_file_is_one_line_and_exit_1(db_url: str, tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == ['error: labels.csv:1: missing column "image" (the header is '
                                                 '"ImageID,Source,LabelName,Confidence"); the first line must name '
                                                 "the columns image,label,value"]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", list_import_formats())
+def test_each_import_format_has_a_command_with_the_options_it_takes(fmt: str) -> None:
+    entry = importer_for(fmt)
+    result = runner.invoke(app, ["import", fmt, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert entry.summary in result.output
+    options = set(re.findall(r"--[a-z-]+", result.output))
+    assert f"--{entry.file_option}" in options
+    assert {"--images", "--dataset", "--split", "--author", "--db"} <= options
+    assert ("--classes" in options, "--splits" in options, "--absent" in options) == (
+        entry.classes,
+        entry.splits,
+        entry.absent,
+    )
 
 
 def test_bench_import_prints_both_times_and_the_ratio(tmp_path: Path) -> None:

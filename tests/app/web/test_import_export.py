@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.store import Store
 from app.web.components import md_escape
-from db.io import list_export_formats
+from db.io import importer_for, list_export_formats, list_import_formats
 from db.labels import get_cell
 from db.models import Label, LabelEvent
 from tests.app.web.conftest import AppFactory
@@ -67,7 +67,7 @@ def test_import_table_by_server_path(
     ]
     pd.DataFrame(rows, columns=["image", "label", "value"]).to_csv(table, index=False)
     at = make_app(annotator="ann", page="import_export")
-    at.radio(key="import-kind").set_value("Table: CSV or Parquet (image,label,value)")
+    at.radio(key="import-kind").set_value("csv")
     at.text_input(key="import-path").input(str(table))
     at.button(key="import-run").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -91,7 +91,7 @@ def test_bad_import_changes_nothing(
     with store.read() as s:
         events = s.scalar(select(func.count()).select_from(LabelEvent))
     at = make_app(annotator="ann", page="import_export")
-    at.radio(key="import-kind").set_value("Table: CSV or Parquet (image,label,value)")
+    at.radio(key="import-kind").set_value("csv")
     at.text_input(key="import-path").input(str(bad))
     at.button(key="import-run").click().run()
     assert not at.exception
@@ -108,7 +108,7 @@ def test_import_into_a_new_dataset_selects_it(
     table = tmp_path / "new.csv"
     table.write_text("image,label,value\nn1.jpg,/m/n1,1\nn2.jpg,/m/n1,0\n")
     at = make_app(annotator="ann", page="import_export")
-    at.radio(key="import-kind").set_value("Table: CSV or Parquet (image,label,value)")
+    at.radio(key="import-kind").set_value("csv")
     at.text_input(key="import-dataset").input("fresh")
     at.text_input(key="import-path").input(str(table))
     at.button(key="import-run").click().run()
@@ -116,3 +116,33 @@ def test_import_into_a_new_dataset_selects_it(
     assert at.session_state["dataset"] == "fresh"
     assert at.selectbox(key="dataset_picker").value == "fresh"
     assert "fresh" in at.selectbox(key="dataset_picker").options
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_import_formats_and_labels_come_from_the_table(make_app: AppFactory) -> None:
+    at = make_app(annotator="ann", page="import_export")
+    radio = at.radio(key="import-kind")
+    assert radio.options == [importer_for(f).label for f in list_import_formats()]
+    assert radio.value == list_import_formats()[0]
+    for fmt in list_import_formats():  # the classes field shows only for formats that take one
+        at.radio(key="import-kind").set_value(fmt).run()
+        assert not at.exception
+        shown = any(t.key == "import-classes" for t in at.text_input)
+        assert shown == importer_for(fmt).classes, fmt
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_import_parquet_by_server_path(
+    make_app: AppFactory, seeded: tuple[Store, Seeded], tmp_path: Path
+) -> None:
+    table = tmp_path / "new.parquet"
+    pd.DataFrame({"image": ["n1", "n2"], "label": ["/m/n1", "/m/n1"], "value": [1, 0]}).to_parquet(table)
+    at = make_app(annotator="ann", page="import_export")
+    at.radio(key="import-kind").set_value("parquet")
+    at.text_input(key="import-dataset").input("pq")
+    at.text_input(key="import-path").input(str(table))
+    at.button(key="import-run").click().run()
+    assert not at.exception
+    assert any(m.value.startswith(md_escape("new.parquet: 2 rows read")) for m in at.success), [
+        m.value for m in at.error
+    ]
