@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from db.types import StrEnumType
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -142,7 +144,7 @@ class Image(Base):
     path: Mapped[str] = mapped_column(Text)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
-    split: Mapped[str] = mapped_column(String(8), default=Split.TRAIN.value)
+    split: Mapped[Split] = mapped_column(StrEnumType(Split, 8), default=Split.TRAIN)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -162,7 +164,7 @@ class Label(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), primary_key=True)
     class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"), primary_key=True)
     value: Mapped[int] = mapped_column(SmallInteger)
-    source: Mapped[str] = mapped_column(String(32))
+    source: Mapped[LabelSource] = mapped_column(StrEnumType(LabelSource, 32))
     author: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -196,7 +198,7 @@ class LabelEvent(Base):
     before: Mapped[int | None] = mapped_column(SmallInteger)
     after: Mapped[int | None] = mapped_column(SmallInteger)
     author: Mapped[str] = mapped_column(String(200))
-    source: Mapped[str] = mapped_column(String(32))
+    source: Mapped[LabelSource] = mapped_column(StrEnumType(LabelSource, 32))
     reason: Mapped[str] = mapped_column(Text, default="")
     suggestion_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -218,8 +220,8 @@ class ModelRun(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=RunStatus.RUNNING.value)
+    kind: Mapped[RunKind] = mapped_column(StrEnumType(RunKind, 16))
+    status: Mapped[RunStatus] = mapped_column(StrEnumType(RunStatus, 16), default=RunStatus.RUNNING)
     cycle: Mapped[int] = mapped_column(Integer, default=1)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_run.id", ondelete="SET NULL"))
     job_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -288,7 +290,9 @@ class Suggestion(Base):
     prob: Mapped[float] = mapped_column(Float)
     prior: Mapped[float | None] = mapped_column(Float)
     rank: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default=SuggestionStatus.PENDING.value)
+    status: Mapped[SuggestionStatus] = mapped_column(
+        StrEnumType(SuggestionStatus, 16), default=SuggestionStatus.PENDING
+    )
     reviewer: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(200))
@@ -319,10 +323,12 @@ class SuggestionCount(Base):
 
 
 class Job(Base):
-    """Queued work for ``labelmend worker``: a cycle, an export, an embedding refresh.
+    """Queued work for ``labelmend worker``. ``kind`` names the handler (``app.jobs.HANDLERS``);
+    the one kind is ``cycle``: a retrain cycle whose ``payload`` is its ``CycleConfig.to_dict()``.
 
     ``progress`` in [0, 1]; ``heartbeat_at`` is refreshed while running — a stale heartbeat means
-    the worker died and the job is requeued.
+    the worker died and the job is requeued, or failed once ``attempts`` (its starts) reaches the
+    worker's ``max_attempts``.
     """
 
     __tablename__ = "job"
@@ -335,7 +341,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    status: Mapped[JobStatus] = mapped_column(StrEnumType(JobStatus, 16), default=JobStatus.QUEUED)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -65,7 +65,7 @@ _VALUE = {Decision.ACCEPT: 1, Decision.REJECT: 0}
 def _available(reviewer: str, now: dt.datetime) -> ColumnElement[bool]:
     """Pending, and unclaimed, claimed by ``reviewer``, or with an expired lease."""
     return and_(
-        Suggestion.status == SuggestionStatus.PENDING.value,
+        Suggestion.status == SuggestionStatus.PENDING,
         or_(
             Suggestion.claimed_by.is_(None),
             Suggestion.claimed_by == reviewer,
@@ -89,7 +89,7 @@ def pending_page(
     if reviewer is not None:
         q = q.where(_available(reviewer, now))
     else:
-        q = q.where(Suggestion.status == SuggestionStatus.PENDING.value)
+        q = q.where(Suggestion.status == SuggestionStatus.PENDING)
     if class_id is not None:
         q = q.where(Suggestion.class_id == class_id)
     q = q.order_by(Suggestion.score.desc(), Suggestion.id).limit(limit).offset(offset)
@@ -165,7 +165,7 @@ def release_one(session: Session, suggestion_id: int, reviewer: str) -> bool:
         .where(
             Suggestion.id == suggestion_id,
             Suggestion.claimed_by == reviewer,
-            Suggestion.status == SuggestionStatus.PENDING.value,
+            Suggestion.status == SuggestionStatus.PENDING,
         )
         .values(claimed_by=None, claim_expires_at=None)
         .execution_options(synchronize_session=False)
@@ -217,7 +217,7 @@ def claim_class_page(
             select(Suggestion.id).where(
                 Suggestion.id.in_(ids),
                 Suggestion.claimed_by == reviewer,
-                Suggestion.status == SuggestionStatus.PENDING.value,
+                Suggestion.status == SuggestionStatus.PENDING,
             )
         )
     )
@@ -227,7 +227,7 @@ def claim_class_page(
 def release_claims(session: Session, reviewer: str, dataset_id: int | None = None) -> int:
     """Give back every pending suggestion ``reviewer`` holds; returns how many."""
     q = update(Suggestion).where(
-        Suggestion.claimed_by == reviewer, Suggestion.status == SuggestionStatus.PENDING.value
+        Suggestion.claimed_by == reviewer, Suggestion.status == SuggestionStatus.PENDING
     )
     if dataset_id is not None:
         q = q.where(Suggestion.dataset_id == dataset_id)
@@ -269,7 +269,7 @@ def decide(session: Session, suggestion_id: int, decision: Decision | str, revie
                     class_id=class_id,
                     value=_VALUE[decision],
                     author=reviewer,
-                    source=LabelSource.REVIEW.value,
+                    source=LabelSource.REVIEW,
                     reason=f"{_STATUS[decision].value} suggestion {suggestion_id}",
                     expected_version=0,  # ConflictError unless the cell is still unknown
                     suggestion_id=suggestion_id,
@@ -292,7 +292,7 @@ def _record(
         update(Suggestion)
         .where(Suggestion.id == suggestion_id, _available(reviewer, now))
         .values(
-            status=_STATUS[decision].value,
+            status=_STATUS[decision],
             reviewer=reviewer,
             reviewed_at=now,
             claimed_by=None,
@@ -306,11 +306,11 @@ def _record(
     sugg = session.get(Suggestion, suggestion_id, populate_existing=True)
     if sugg is None:
         raise NotFoundError(f"suggestion {suggestion_id} does not exist")
-    if sugg.status == SuggestionStatus.SUPERSEDED.value:
+    if sugg.status == SuggestionStatus.SUPERSEDED:
         raise ConflictError(
             f"suggestion {suggestion_id} was superseded (by a newer run or a label set meanwhile); moving on"
         )
-    if sugg.status != SuggestionStatus.PENDING.value:
+    if sugg.status != SuggestionStatus.PENDING:
         raise ConflictError(
             f"suggestion {suggestion_id} was already {sugg.status} by {sugg.reviewer}; moving on"
         )
@@ -323,7 +323,7 @@ def _supersede(session: Session, suggestion_id: int, reviewer: str, now: dt.date
         update(Suggestion)
         .where(Suggestion.id == suggestion_id, _available(reviewer, now))
         .values(
-            status=SuggestionStatus.SUPERSEDED.value,
+            status=SuggestionStatus.SUPERSEDED,
             claimed_by=None,
             claim_expires_at=None,
             version=Suggestion.version + 1,
@@ -354,7 +354,7 @@ def undo(
     sugg = session.get(Suggestion, suggestion_id, populate_existing=True)
     if sugg is None:
         raise NotFoundError(f"suggestion {suggestion_id} does not exist")
-    if sugg.status == SuggestionStatus.PENDING.value or sugg.reviewer != reviewer:
+    if sugg.status == SuggestionStatus.PENDING or sugg.reviewer != reviewer:
         raise ConflictError(f"suggestion {suggestion_id} has no decision by {reviewer} to undo")
     event = session.scalars(
         select(LabelEvent)
@@ -383,7 +383,7 @@ def undo(
             class_id=sugg.class_id,
             value=event.before,
             author=reviewer,
-            source=LabelSource.REVIEW.value,
+            source=LabelSource.REVIEW,
             reason=f"undo decision on suggestion {suggestion_id}",
             expected_version=cell.version,
             suggestion_id=suggestion_id,
@@ -393,7 +393,7 @@ def undo(
         update(Suggestion)
         .where(Suggestion.id == suggestion_id, Suggestion.version == sugg.version)
         .values(
-            status=SuggestionStatus.PENDING.value,
+            status=SuggestionStatus.PENDING,
             reviewer=None,
             reviewed_at=None,
             claimed_by=reviewer,

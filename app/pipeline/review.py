@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from common.atomic import atomic_open
 from db.datasets import class_by_key, get_dataset
 from db.errors import LabelFileError, StoreError
-from db.models import Image, LabelClass, Suggestion, SuggestionStatus
+from db.queries import pending_for_cell, pending_rows
 from db.review import Decision, decide
 
 DECISION_COLUMNS = ("ImageID", "LabelName", "Decision")
@@ -74,19 +73,7 @@ def apply_decisions(session: Session, dataset_name: str, path: Path, annotator: 
             decision = Decision.parse(row.get("Decision") or "")
         except ValueError as err:
             raise LabelFileError(path.name, line, str(err), "use accept, reject or skip") from None
-        sugg = session.scalars(
-            select(Suggestion)
-            .join(Image, Image.id == Suggestion.image_id)
-            .join(LabelClass, LabelClass.id == Suggestion.class_id)
-            .where(
-                Suggestion.dataset_id == ds.id,
-                Suggestion.status == SuggestionStatus.PENDING.value,
-                Image.external_id == image_key,
-                LabelClass.key == label_key,
-            )
-            .order_by(Suggestion.id.desc())
-            .limit(1)
-        ).first()
+        sugg = pending_for_cell(session, ds.id, image_key, label_key)
         if sugg is None:
             raise LabelFileError(
                 path.name,
@@ -109,22 +96,14 @@ def write_suggestions_csv(
 ) -> int:
     """Write pending suggestions, best first, as ``ImageID,LabelName,Score,Prior,Rank``; returns rows."""
     ds = get_dataset(session, dataset_name)
-    q = (
-        select(Image.external_id, LabelClass.key, Suggestion.score, Suggestion.prior)
-        .join(Image, Image.id == Suggestion.image_id)
-        .join(LabelClass, LabelClass.id == Suggestion.class_id)
-        .where(Suggestion.dataset_id == ds.id, Suggestion.status == SuggestionStatus.PENDING.value)
-        .order_by(Suggestion.score.desc(), Suggestion.id)
-    )
-    if class_key is not None:
-        q = q.where(Suggestion.class_id == class_by_key(session, ds.id, class_key).id)
-    if top is not None:
-        q = q.limit(top)
+    class_id = class_by_key(session, ds.id, class_key).id if class_key is not None else None
     n = 0
     with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(SUGGESTION_COLUMNS)
-        for n, (img, key, score, prior) in enumerate(session.execute(q.execution_options(yield_per=5000)), 1):
+        for n, (img, key, score, prior) in enumerate(
+            pending_rows(session, ds.id, class_id=class_id, top=top), 1
+        ):
             w.writerow([img, key, f"{score:.6f}", "" if prior is None else f"{prior:.6f}", n])
     return n
 

@@ -4,9 +4,10 @@ The page scripts live in ``views/``, not ``pages/``: Streamlit treats a ``pages/
 the entrypoint as a legacy (v1) multipage app and then runs page files without the entrypoint,
 so the router, sidebar and ``st.navigation`` sections would be skipped.
 
-Pages are thin: they read through ``db`` queries (and :mod:`app.web.queries` for app-only ones),
-act through ``db.review`` / ``db.labels`` / ``db.jobs``, and render. Every decision is written in
-its own transaction from a widget callback, so nothing waits in ``st.session_state``.
+Pages are thin: they read through ``db`` queries (:mod:`db.queries` holds the pages' own reads,
+:mod:`app.web.cached` caches some), act through ``db.review`` / ``db.labels`` / ``db.jobs``, and
+render. Every decision is written in its own transaction from a widget callback, so nothing waits
+in ``st.session_state``.
 """
 
 from pathlib import Path

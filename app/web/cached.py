@@ -15,7 +15,8 @@ from typing import Any
 import streamlit as st
 
 from app.store import open_store
-from app.web import queries
+from db import queries
+from db.models import SuggestionStatus
 from db.runs import list_runs
 from db.stats import class_counts, label_version, n_images, run_suggestion_counts, suggestion_counts
 
@@ -87,9 +88,9 @@ def dataset_overview(url: str, dataset_id: int) -> dict[str, Any]:
                 "positive": positive,
                 "negative": negative,
                 "unknown": unknown,
-                "pending": st_.get("pending", 0),
-                "accepted": st_.get("accepted", 0),
-                "rejected": st_.get("rejected", 0),
+                "pending": st_.get(SuggestionStatus.PENDING, 0),
+                "accepted": st_.get(SuggestionStatus.ACCEPTED, 0),
+                "rejected": st_.get(SuggestionStatus.REJECTED, 0),
                 "prior_naive": p.prior_naive if p else None,
                 "prior_model": p.prior_model if p else None,
             }
@@ -106,7 +107,11 @@ def runs_overview(url: str, dataset_id: int, limit: int = 100) -> list[dict[str,
     out = []
     for r in runs:
         counts = status.get(r.id, {})
-        decided = counts.get("accepted", 0) + counts.get("rejected", 0)
+        accepted, rejected = (
+            counts.get(SuggestionStatus.ACCEPTED, 0),
+            counts.get(SuggestionStatus.REJECTED, 0),
+        )
+        decided = accepted + rejected
         out.append(
             {
                 "id": r.id,
@@ -120,9 +125,9 @@ def runs_overview(url: str, dataset_id: int, limit: int = 100) -> list[dict[str,
                 "timings": dict(r.timings or {}),
                 "error": r.error,
                 "suggestions": sum(counts.values()),
-                "accepted": counts.get("accepted", 0),
-                "rejected": counts.get("rejected", 0),
-                "acceptance": counts.get("accepted", 0) / decided if decided else None,
+                "accepted": accepted,
+                "rejected": rejected,
+                "acceptance": accepted / decided if decided else None,
             }
         )
     return out

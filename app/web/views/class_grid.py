@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from app.web import cached, queries, state
+from app.web import cached, state
 from app.web.components import Action, action_bar, md_escape
 from app.web.images import THUMB_PX, show_image
+from db import queries
 from db.errors import ConflictError, NotFoundError
 from db.review import Decision, claim_class_page, decide, release_claims
 

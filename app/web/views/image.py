@@ -10,9 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.web import queries, state
+from app.web import state
 from app.web.components import md_escape
 from app.web.images import LARGE_PX, show_image
+from db import queries
 from db.datasets import image_labels, search_classes
 from db.errors import ConflictError, NotFoundError
 from db.labels import set_label
@@ -37,7 +38,7 @@ def _set(image_id: int, class_id: int, class_name: str, value: int | None, seen_
                 class_id=class_id,
                 value=value,
                 author=who,
-                source=LabelSource.EDIT.value,
+                source=LabelSource.EDIT,
                 reason="changed on the Image page",
                 expected_version=seen_version,
             )
@@ -53,7 +54,7 @@ def _set(image_id: int, class_id: int, class_name: str, value: int | None, seen_
 def _goto(step: int, dataset_id: int, image_id: int | None) -> None:
     with state.get_store().read() as s:
         target = queries.neighbour_image(s, dataset_id, image_id, step)
-        ext = s.get(Image, target).external_id if target is not None else None
+        ext = queries.image_external_id(s, target) if target is not None else None
     if ext is not None:
         st.session_state[CURRENT_KEY] = ext
 
@@ -70,7 +71,8 @@ def _pick(ds: state.DatasetRef) -> Image | None:
     if not st.session_state.get(CURRENT_KEY):
         with state.get_store().read() as s:
             first = queries.neighbour_image(s, ds.id, None, 1)
-            st.session_state[CURRENT_KEY] = s.get(Image, first).external_id if first is not None else ""
+            first_id = queries.image_external_id(s, first) if first is not None else None
+            st.session_state[CURRENT_KEY] = first_id or ""
     current_text = str(st.session_state[CURRENT_KEY])
     if st.session_state.get(IMAGE_KEY) != current_text:
         st.session_state[IMAGE_KEY] = current_text

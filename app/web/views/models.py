@@ -10,8 +10,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.web import cached, queries, state
+from app.web import cached, state
 from app.web.components import plotly_text
+from db import queries
+from db.models import RunKind, RunStatus
 
 CONFIG_COLUMNS = ("backbone", "mode", "loss", "prior", "epochs", "image_size")
 
@@ -58,8 +60,8 @@ def _map_chart(runs: list[dict[str, Any]]) -> None:
     points = sorted(
         (r["cycle"], float(r["metrics"]["partial_map"]), r["id"])
         for r in runs
-        if r["kind"] == "target"
-        and r["status"] == "succeeded"
+        if r["kind"] == RunKind.TARGET
+        and r["status"] == RunStatus.SUCCEEDED
         and _is_number(r["metrics"].get("partial_map"))
     )
     if not points:

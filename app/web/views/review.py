@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from app.web import cached, queries, state
+from app.web import cached, state
 from app.web.components import Action, action_bar, md_escape, names_line
 from app.web.images import LARGE_PX, show_image
+from db import queries
 from db.datasets import image_labels
 from db.errors import ConflictError, NotFoundError, StoreError
-from db.models import utcnow
+from db.models import SuggestionStatus, utcnow
 from db.review import Decision, claim_next, claim_one, decide, release_claims, release_one, undo
 
 STATE_KEY = "review_state"
@@ -148,13 +149,13 @@ def _current(rv: ReviewState) -> queries.SuggestionView | None:
         fresh = utcnow() + dt.timedelta(seconds=RENEW_BEFORE_S)
         if (
             view
-            and view.status == "pending"
+            and view.status == SuggestionStatus.PENDING
             and view.claimed_by == rv.reviewer
             and expires
             and expires > fresh
         ):
             return view
-        if view and view.status == "pending":
+        if view and view.status == SuggestionStatus.PENDING:
             with store.write() as s:
                 if claim_one(s, rv.current, rv.reviewer):
                     return queries.suggestion_view(s, rv.current)

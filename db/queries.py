@@ -1,13 +1,14 @@
-"""Read-only view queries the pages need that ``db/`` does not offer: every one indexed and LIMITed.
+"""Read-only queries behind the app's pages: suggestions with their image and class, queue sizes,
+run statistics, an image's history and image look-ups. Every one is indexed and LIMITed.
 
 Functions take ``session`` first and never write. Claims and decisions live in :mod:`db.review`,
-shared with the CLI.
+shared with the CLI; cached, Streamlit-specific wrappers live in ``app.web.cached``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -19,12 +20,12 @@ from db.models import (
     LabelEvent,
     ModelRun,
     RunClassStat,
+    RunKind,
     RunStatus,
     Suggestion,
     SuggestionCount,
+    SuggestionStatus,
 )
-
-PENDING = "pending"
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class SuggestionView:
 
     id: int
     run_id: int
-    status: str
+    status: SuggestionStatus
     score: float
     prob: float
     prior: float | None
@@ -104,7 +105,9 @@ def pending_count(
     With ``cap``, counting stops after ``cap + 1`` rows (an index range scan of that length), so a
     result above ``cap`` means "more than ``cap``" — cheap on a queue of millions.
     """
-    q = select(Suggestion.id).where(Suggestion.dataset_id == dataset_id, Suggestion.status == PENDING)
+    q = select(Suggestion.id).where(
+        Suggestion.dataset_id == dataset_id, Suggestion.status == SuggestionStatus.PENDING
+    )
     if class_id is not None:
         q = q.where(Suggestion.class_id == class_id)
     if cap is not None:
@@ -148,8 +151,8 @@ def succeeded_target_runs(session: Session, dataset_id: int, limit: int = 2) -> 
             select(ModelRun)
             .where(
                 ModelRun.dataset_id == dataset_id,
-                ModelRun.kind == "target",
-                ModelRun.status == RunStatus.SUCCEEDED.value,
+                ModelRun.kind == RunKind.TARGET,
+                ModelRun.status == RunStatus.SUCCEEDED,
             )
             .order_by(ModelRun.id.desc())
             .limit(limit)
@@ -244,7 +247,10 @@ def find_images(session: Session, dataset_id: int, text: str, limit: int = 20) -
 
 
 def neighbour_image(session: Session, dataset_id: int, image_id: int | None, step: int) -> int | None:
-    """The id of the next (``step`` > 0) or previous image by id; the first image when ``image_id`` is None."""
+    """The id of the next (``step`` > 0) or previous image by id; the first image when ``image_id`` is None.
+
+    None when there is no such image.
+    """
     q = select(Image.id).where(Image.dataset_id == dataset_id)
     if image_id is None:
         return session.scalar(q.order_by(Image.id).limit(1))
@@ -253,17 +259,66 @@ def neighbour_image(session: Session, dataset_id: int, image_id: int | None, ste
     return session.scalar(q.where(Image.id < image_id).order_by(Image.id.desc()).limit(1))
 
 
+def image_external_id(session: Session, image_id: int) -> str | None:
+    """The external id of an image (e.g. its OpenImages ImageID), or None if it does not exist."""
+    return session.scalar(select(Image.external_id).where(Image.id == image_id))
+
+
 def pending_for_image(session: Session, image_id: int, limit: int = 50) -> list[SuggestionView]:
     """Pending suggestions on one image, highest score first."""
     ids = list(
         session.scalars(
             select(Suggestion.id)
-            .where(Suggestion.image_id == image_id, Suggestion.status == PENDING)
+            .where(Suggestion.image_id == image_id, Suggestion.status == SuggestionStatus.PENDING)
             .order_by(Suggestion.score.desc())
             .limit(limit)
         )
     )
     return suggestion_views(session, ids)
+
+
+def pending_for_cell(
+    session: Session, dataset_id: int, external_id: str, class_key: str
+) -> Suggestion | None:
+    """The newest pending suggestion of one cell, named by image external id and class key; None if none."""
+    return session.scalars(
+        select(Suggestion)
+        .join(Image, Image.id == Suggestion.image_id)
+        .join(LabelClass, LabelClass.id == Suggestion.class_id)
+        .where(
+            Suggestion.dataset_id == dataset_id,
+            Suggestion.status == SuggestionStatus.PENDING,
+            Image.external_id == external_id,
+            LabelClass.key == class_key,
+        )
+        .order_by(Suggestion.id.desc())
+        .limit(1)
+    ).first()
+
+
+def pending_rows(
+    session: Session, dataset_id: int, *, class_id: int | None = None, top: int | None = None
+) -> Iterator[tuple[str, str, float, float | None]]:
+    """Pending suggestions of a dataset (of one class), best first, streamed 5,000 rows at a time.
+
+    Yields:
+        ``(external_id, class_key, score, prior)``: ``score`` is the class-aware likelihood (higher =
+        more likely a missing positive), ``prior`` the class prior used (None if unknown). At most
+        ``top`` rows when given. Ties in score go by suggestion id.
+    """
+    q = (
+        select(Image.external_id, LabelClass.key, Suggestion.score, Suggestion.prior)
+        .join(Image, Image.id == Suggestion.image_id)
+        .join(LabelClass, LabelClass.id == Suggestion.class_id)
+        .where(Suggestion.dataset_id == dataset_id, Suggestion.status == SuggestionStatus.PENDING)
+        .order_by(Suggestion.score.desc(), Suggestion.id)
+    )
+    if class_id is not None:
+        q = q.where(Suggestion.class_id == class_id)
+    if top is not None:
+        q = q.limit(top)
+    result = session.execute(q.execution_options(yield_per=5000))
+    yield from ((img, key, score, prior) for img, key, score, prior in result)
 
 
 __all__ = [
@@ -274,10 +329,13 @@ __all__ = [
     "class_stats_named",
     "find_images",
     "image_events",
+    "image_external_id",
     "neighbour_image",
     "pending_by_class",
     "pending_count",
+    "pending_for_cell",
     "pending_for_image",
+    "pending_rows",
     "succeeded_target_runs",
     "suggestion_view",
     "suggestion_views",
