@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.pipeline.config import CycleConfig
+from app.pipeline.config import CycleConfig, TrainMode, WeightsSource
 from app.store import Store
+from core.losses.catalog import LossName
 from core.synthetic import SceneConfig, generate_dataset, openimages_like, write_dataset
 from db import jobs
 from db.datasets import get_dataset
@@ -36,9 +37,9 @@ def demo_cycle_config(dataset: str, image_size: int) -> CycleConfig:
     return CycleConfig(
         dataset=dataset,
         backbone="resnet10t",
-        pretrained="standin",
-        mode="head",
-        loss="csl",
+        pretrained=WeightsSource.STANDIN,
+        mode=TrainMode.HEAD,
+        loss=LossName.CSL,
         epochs=40,
         image_size=image_size,
         batch_size=64,

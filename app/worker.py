@@ -6,8 +6,10 @@ older than ``stale_s`` (its worker died) puts it back in the queue, and the job 
 checkpoints — up to ``max_attempts`` starts, after which a job that keeps killing its worker (out of
 memory, a crashing library) is marked failed instead of being requeued forever. A failing job is
 marked failed with a one-line error; the store stays consistent because each job step commits its
-own unit of work. Progress is written at most once a second, and at once when the stage (the text
-before the first ``:`` of the message) changes, so the job row always names the current stage.
+own unit of work. Progress is written at most once a second, and at once when the job reports a new
+stage (a handler's ``on_stage(stage)``, e.g. a cycle's :class:`~app.pipeline.stages.Stage`): the
+first progress report of a stage is written without waiting, so the job row's message always
+names the current stage. Nothing is parsed out of the message text.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.pipeline.home import HomeError
+from app.pipeline.stages import Stage, StageCallback
 from app.store import Store
 from common.progress import Progress
 from db import jobs
@@ -31,7 +34,9 @@ from db.models import Job
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Store, Job, Progress], dict[str, Any]]
+#: ``handler(store, job, progress, on_stage)`` runs one job and returns its JSON-safe result; it
+#: calls ``on_stage`` as each of its stages starts, then reports that stage's progress.
+Handler = Callable[[Store, Job, Progress, StageCallback], dict[str, Any]]
 
 
 class JobCancelled(Exception):
@@ -137,7 +142,11 @@ class Worker:
                     log.exception("heartbeat of job %d failed", job.id)
 
         last_write = [0.0]
-        last_stage = [""]
+        new_stage = [False]
+
+        def on_stage(stage: Stage) -> None:
+            log.info("job %d: %s", job.id, stage.value)
+            new_stage[0] = True
 
         def progress(fraction: float, message: str) -> None:
             if lost.is_set():
@@ -145,10 +154,9 @@ class Worker:
             with lock:
                 state["progress"], state["message"] = fraction, message
             now = time.monotonic()
-            stage = message.split(":", 1)[0]
-            # progress rows at most once a second, but a new stage at once
-            if now - last_write[0] >= 1.0 or stage != last_stage[0]:
-                last_write[0], last_stage[0] = now, stage
+            # progress rows at most once a second, but the first report of a new stage at once
+            if now - last_write[0] >= 1.0 or new_stage[0]:
+                last_write[0], new_stage[0] = now, False
                 with self.store.write() as s:
                     if not jobs.heartbeat(s, job.id, self.name, fraction, message):
                         lost.set()
@@ -156,7 +164,7 @@ class Worker:
         thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
         thread.start()
         try:
-            result = handler(self.store, job, progress)
+            result = handler(self.store, job, progress, on_stage)
         except JobCancelled as err:
             log.warning("%s", err)
             return

@@ -1,8 +1,9 @@
 """`labelmend bench cycle`: the whole head-mode cycle at scale on generated embeddings.
 
 100,000 images × 600 classes, 512-d cached embeddings, OpenImages-like sparsity (about 10
-annotated cells per image). The embeddings are written into the real embedding cache under the
-key the cycle computes, so the cycle runs its real code path (cache hits, no image decoding):
+annotated cells per image). The embeddings are written into the real embedding cache that the
+cycle's features step opens (:func:`app.pipeline.features.feature_cache`), so the cycle runs its
+real code path (cache hits, no image decoding):
 prior model, priors, target model, partial mAP, scoring every unknown cell, storing the top-K
 suggestions. Prints the time of each stage.
 """
@@ -17,13 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app.pipeline.config import CycleConfig
+from app.pipeline.config import CycleConfig, TrainMode, WeightsSource
 from app.pipeline.cycle import CycleResult, run_cycle
+from app.pipeline.features import feature_cache, resolve_weights
 from app.pipeline.ingest import ingest_arrays
 from app.store import open_store
-from core.device import seed_everything
-from core.embeddings import EmbeddingCache, embedding_key
-from core.models import create_model, feature_dim
 
 
 @dataclass(frozen=True)
@@ -82,14 +81,16 @@ def run_cycle_bench(  # type: ignore[no-untyped-def]
                       class_keys=[f"/m/b{j:04d}" for j in range(cfg.n_classes)],
                       class_names=[f"class {j}" for j in range(cfg.n_classes)], targets=targets)  # fmt: skip
     echo(f"  stored in {store.engine.dialect.name} in {time.perf_counter() - t0:.1f} s")
-    seed_everything(cfg.seed)
-    model = create_model(cfg.backbone, cfg.n_classes)
-    if feature_dim(model) != cfg.dim:
-        raise ValueError(f"{cfg.backbone} has {feature_dim(model)}-d features, not {cfg.dim}")
-    key = embedding_key(model, backbone=cfg.backbone, image_size=224, normalize=False)
-    EmbeddingCache(store.home / "cache", key, cfg.dim).append(ids, emb)
-    config = CycleConfig(dataset="bench", backbone=cfg.backbone, pretrained="none", mode="head", epochs=cfg.epochs,
-                         image_size=224, top_suggestions=cfg.top_suggestions, device="cpu", seed=cfg.seed)  # fmt: skip
+    config = CycleConfig(dataset="bench", backbone=cfg.backbone, pretrained=WeightsSource.NONE, mode=TrainMode.HEAD,
+                         epochs=cfg.epochs, image_size=224, top_suggestions=cfg.top_suggestions, device="cpu",
+                         seed=cfg.seed)  # fmt: skip
+    cache_dir = store.home / "cache"
+    cache = feature_cache(config, cfg.n_classes, cache_dir, resolve_weights(config, cache_dir))
+    if cache.dim != cfg.dim:
+        raise ValueError(
+            f"{cfg.backbone} has {cache.dim}-d features, not {cfg.dim}; pick a {cfg.dim}-d backbone"
+        )
+    cache.append(ids, emb)
     echo("running the cycle …")
     t0 = time.perf_counter()
     result = run_cycle(store, config)

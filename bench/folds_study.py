@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
-from app.pipeline.config import CycleConfig
+from app.pipeline.config import CycleConfig, TrainMode, WeightsSource
 from app.pipeline.cycle import run_cycle
 from app.pipeline.ingest import ingest_arrays
 from app.store import Store, open_store
@@ -37,7 +36,7 @@ from core.constants import UNKNOWN
 from core.pretrain import StandInConfig, ensure_standin
 from core.synthetic import SceneConfig
 from db.engine import labelmend_home
-from db.models import Image, LabelClass, Suggestion
+from db.runs import suggestion_scores
 
 #: (message) progress callback, called once per cycle run.
 StepFn = Callable[[str], None]
@@ -96,13 +95,7 @@ def stored_scores(store: Store, run_id: int, data: SeedData) -> np.ndarray:
     col_of = {key: c for c, key in enumerate(data.dataset.class_ids)}
     scores = np.full(data.y_train.shape, -np.inf)
     with store.read() as s:
-        stmt = (
-            select(Image.external_id, LabelClass.key, Suggestion.score)
-            .join(Image, Image.id == Suggestion.image_id)
-            .join(LabelClass, LabelClass.id == Suggestion.class_id)
-            .where(Suggestion.run_id == run_id)
-        )
-        for ext, key, score in s.execute(stmt):
+        for ext, key, score in suggestion_scores(s, run_id):
             scores[row_of[ext], col_of[key]] = score
     return scores
 
@@ -122,9 +115,10 @@ def study_protocol(
     ks = k_values(int(unknown.sum()))
     out: dict[str, Any] = {"n_unknown": int(unknown.sum()), "k_values": ks, "folds": {}}
     for k in settings.folds:
-        config = CycleConfig(dataset=name, backbone=settings.standin.backbone, pretrained=weights,
-                             mode="head", epochs=settings.epochs, image_size=settings.standin.image_size,
-                             folds=k, top_suggestions=int(unknown.sum()), device="cpu", seed=data.seed)  # fmt: skip
+        config = CycleConfig(dataset=name, backbone=settings.standin.backbone, pretrained=WeightsSource.FILE,
+                             pretrained_file=Path(weights), mode=TrainMode.HEAD, epochs=settings.epochs,
+                             image_size=settings.standin.image_size, folds=k, top_suggestions=int(unknown.sum()),
+                             device="cpu", seed=data.seed)  # fmt: skip
         result = run_cycle(store, config)
         scores = stored_scores(store, result.target_run_id, data)
         precision, ap = ranking_quality(scores, unknown, data.y_train, ks)

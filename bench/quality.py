@@ -13,8 +13,8 @@ OpenImages-like) with the same masks for every method:
    csl, negative and ignore (see :mod:`bench.quality_oracle`).
 
 Results go to ``--out``: ``report.md``, ``results.json`` and plotly HTML charts
-(:mod:`bench.quality_report`). Heads train single-threaded: a 512 × 24 linear head gains
-nothing from a second thread and loses up to 10× when the CPU is shared.
+(:mod:`bench.quality_report`). Heads train single-threaded: a small linear head gains nothing
+from a second thread, and threads contend when the CPU is shared.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class QualitySettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> QualitySettings:
-        """The ``--quick`` preset: 600 images, 2 seeds, FPC(10), R = 100 (a few minutes on 2 cores)."""
+        """The ``--quick`` preset, a smoke-sized run: 600 images, 2 seeds, FPC(10), R = 100."""
         base: dict[str, Any] = {"n_images": 600, "seeds": 2, "fpc_per_class": 10, "oracle_review": 100}
         return cls(**{**base, **overrides})
 

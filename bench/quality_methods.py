@@ -2,6 +2,8 @@
 
 Every model is a head trained on the cached embeddings (``core.train.train_head``) with a loss
 preset; every one of them sees the same embeddings, the same partial labels and the same seed.
+Out-of-fold probabilities come from the app's own :func:`app.pipeline.cross_fit.cross_fit` (the
+cycle's fold split and split seed); each fold's head here is seeded ``seed + fold``.
 
 * mAP on the fully labelled test split for every loss preset (and the fully supervised bound);
 * class-prior error against the true training prevalence: ``naive`` (annotated positives / N),
@@ -29,12 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.pipeline import cross_fit as pipeline_cross_fit
 from app.pipeline.config import CycleConfig
 from core.constants import POSITIVE, UNKNOWN
 from core.losses import loss_from_name
 from core.metrics import average_precision, full_map
 from core.priors import RunningPrior, model_prior, naive_prior
-from core.ranking import Ranker, kfold_split, score_unknown
+from core.ranking import Ranker, score_unknown
 from core.train import HeadConfig, predict_head, train_head
 
 #: Rankers of unknown cells, in report order.
@@ -203,6 +206,18 @@ def suggestion_probs(
     return _cross_fit(x, targets, loss_name, settings, settings.score_folds, seed=seed, prior=prior)
 
 
+@dataclass
+class _HeadOn:
+    """A trained head applied to rows of the embeddings ``x`` (a cross-fitting ``Predictor``)."""
+
+    head: nn.Module
+    x: np.ndarray
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), C) float32 probabilities of rows ``rows`` of ``x``."""
+        return predict_head(self.head, self.x[rows])
+
+
 def _cross_fit(
     x: np.ndarray,
     targets: np.ndarray,
@@ -213,11 +228,12 @@ def _cross_fit(
     seed: int,
     prior: np.ndarray | None,
 ) -> np.ndarray:
-    probs = np.zeros(targets.shape, dtype=np.float32)
-    for f, fold in enumerate(kfold_split(len(targets), folds, seed=seed)):
-        head = fit_head(x[fold.train], targets[fold.train], loss_name, settings, seed=seed + f, prior=prior)
-        probs[fold.held] = predict_head(head, x[fold.held])
-    return probs
+    """The app's :func:`app.pipeline.cross_fit.cross_fit` over the rows of ``x``; fold f's head seeds ``seed + f``."""
+
+    def fit(rows: np.ndarray, f: int) -> _HeadOn:
+        return _HeadOn(fit_head(x[rows], targets[rows], loss_name, settings, seed=seed + f, prior=prior), x)
+
+    return pipeline_cross_fit.cross_fit(fit, np.arange(len(targets)), folds, seed=seed).probs
 
 
 def cleanlab_scores(oof_probs: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ def _note(job: Job, what: str) -> None:
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], dataset_id: int | None = None) -> Job:
-    job = Job(kind=kind, payload=dict(payload), dataset_id=dataset_id, status=JobStatus.QUEUED.value)
+    job = Job(kind=kind, payload=dict(payload), dataset_id=dataset_id, status=JobStatus.QUEUED)
     _note(job, "queued")
     session.add(job)
     session.flush()
@@ -40,7 +40,7 @@ def get_job(session: Session, job_id: int) -> Job:
 
 def claim(session: Session, worker: str, kinds: tuple[str, ...] | None = None) -> Job | None:
     """Take the oldest queued job for ``worker``; None when there is none."""
-    q = select(Job).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id).limit(1)
+    q = select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id).limit(1)
     if kinds:
         q = q.where(Job.kind.in_(kinds))
     if session.get_bind().dialect.name == "postgresql":
@@ -49,7 +49,7 @@ def claim(session: Session, worker: str, kinds: tuple[str, ...] | None = None) -
     if job is None:
         return None
     now = utcnow()
-    job.status = JobStatus.RUNNING.value
+    job.status = JobStatus.RUNNING
     job.worker = worker
     job.attempts = (job.attempts or 0) + 1
     job.started_at = job.started_at or now
@@ -71,7 +71,7 @@ def heartbeat(
         values["message"] = message[:2000]
     done = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING.value)
+        .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -80,7 +80,7 @@ def heartbeat(
 
 def finish(session: Session, job_id: int, result: dict[str, Any] | None = None) -> Job:
     job = get_job(session, job_id)
-    job.status = JobStatus.SUCCEEDED.value
+    job.status = JobStatus.SUCCEEDED
     job.progress = 1.0
     job.result = dict(result or {})
     job.finished_at = utcnow()
@@ -91,7 +91,7 @@ def finish(session: Session, job_id: int, result: dict[str, Any] | None = None) 
 
 def fail(session: Session, job_id: int, error: str) -> Job:
     job = get_job(session, job_id)
-    job.status = JobStatus.FAILED.value
+    job.status = JobStatus.FAILED
     job.error = error[:4000]
     job.finished_at = utcnow()
     _note(job, f"failed: {error.splitlines()[0][:200] if error else ''}")
@@ -101,8 +101,8 @@ def fail(session: Session, job_id: int, error: str) -> Job:
 
 def cancel(session: Session, job_id: int) -> Job:
     job = get_job(session, job_id)
-    if job.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
-        job.status = JobStatus.CANCELLED.value
+    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        job.status = JobStatus.CANCELLED
         job.finished_at = utcnow()
         _note(job, "cancelled")
         session.flush()
@@ -113,11 +113,11 @@ def requeue_stale(session: Session, stale_s: float = DEFAULT_STALE_S) -> list[in
     """Put running jobs whose heartbeat is older than ``stale_s`` seconds back in the queue."""
     cutoff = utcnow() - dt.timedelta(seconds=stale_s)
     stale = list(
-        session.scalars(select(Job).where(Job.status == JobStatus.RUNNING.value, Job.heartbeat_at < cutoff))
+        session.scalars(select(Job).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff))
     )
     for job in stale:
         _note(job, f"requeued: worker {job.worker} silent since {job.heartbeat_at}")
-        job.status = JobStatus.QUEUED.value
+        job.status = JobStatus.QUEUED
         job.worker = None
     session.flush()
     return [j.id for j in stale]

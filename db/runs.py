@@ -16,13 +16,23 @@ from sqlalchemy.orm import Session
 
 from db.bulk import create_temp_table, load_rows
 from db.errors import NotFoundError
-from db.models import ModelRun, RunClassStat, RunStatus, Suggestion, SuggestionStatus, utcnow
+from db.models import (
+    Image,
+    LabelClass,
+    ModelRun,
+    RunClassStat,
+    RunKind,
+    RunStatus,
+    Suggestion,
+    SuggestionStatus,
+    utcnow,
+)
 
 
 def create_run(
     session: Session,
     dataset_id: int,
-    kind: str,
+    kind: RunKind,
     config: dict[str, Any],
     *,
     parent_id: int | None = None,
@@ -30,7 +40,9 @@ def create_run(
 ) -> ModelRun:
     """Start a run (status ``running``); its cycle number is one more than the dataset's last target run."""
     last = session.scalar(
-        select(func.max(ModelRun.cycle)).where(ModelRun.dataset_id == dataset_id, ModelRun.kind == "target")
+        select(func.max(ModelRun.cycle)).where(
+            ModelRun.dataset_id == dataset_id, ModelRun.kind == RunKind.TARGET
+        )
     )
     cycle = (last or 0) + 1
     run = ModelRun(
@@ -48,14 +60,14 @@ def get_run(session: Session, run_id: int) -> ModelRun:
     return run
 
 
-def latest_run(session: Session, dataset_id: int, kind: str = "target") -> ModelRun | None:
+def latest_run(session: Session, dataset_id: int, kind: RunKind = RunKind.TARGET) -> ModelRun | None:
     """The newest succeeded run of ``kind`` for the dataset."""
     return session.scalars(
         select(ModelRun)
         .where(
             ModelRun.dataset_id == dataset_id,
             ModelRun.kind == kind,
-            ModelRun.status == RunStatus.SUCCEEDED.value,
+            ModelRun.status == RunStatus.SUCCEEDED,
         )
         .order_by(ModelRun.id.desc())
         .limit(1)
@@ -82,7 +94,7 @@ def finish_run(
     timings: dict[str, Any] | None = None,
 ) -> ModelRun:
     run = get_run(session, run_id)
-    run.status = RunStatus.SUCCEEDED.value
+    run.status = RunStatus.SUCCEEDED
     run.metrics = {**(run.metrics or {}), **(metrics or {})}
     run.artifacts = {**(run.artifacts or {}), **(artifacts or {})}
     run.timings = {**(run.timings or {}), **(timings or {})}
@@ -93,11 +105,27 @@ def finish_run(
 
 def fail_run(session: Session, run_id: int, error: str) -> None:
     run = session.get(ModelRun, run_id)
-    if run is not None and run.status == RunStatus.RUNNING.value:
-        run.status = RunStatus.FAILED.value
+    if run is not None and run.status == RunStatus.RUNNING:
+        run.status = RunStatus.FAILED
         run.error = error[:4000]
         run.finished_at = utcnow()
         session.flush()
+
+
+def fail_stale_runs(session: Session, job_id: int, error: str) -> list[int]:
+    """Mark the ``running`` runs of job ``job_id`` failed with ``error``; returns their ids.
+
+    A run stays ``running`` only when the process running its cycle died; the job's next attempt
+    calls this before it starts new runs.
+    """
+    stale = list(
+        session.scalars(
+            select(ModelRun.id).where(ModelRun.job_id == job_id, ModelRun.status == RunStatus.RUNNING)
+        )
+    )
+    for run_id in stale:
+        fail_run(session, run_id, error)
+    return stale
 
 
 def write_class_stats(
@@ -167,8 +195,8 @@ def write_suggestions(
     pri = priors if priors is not None else np.full(k, np.nan)
     session.execute(
         update(Suggestion)
-        .where(Suggestion.dataset_id == run.dataset_id, Suggestion.status == SuggestionStatus.PENDING.value)
-        .values(status=SuggestionStatus.SUPERSEDED.value, claimed_by=None, claim_expires_at=None)
+        .where(Suggestion.dataset_id == run.dataset_id, Suggestion.status == SuggestionStatus.PENDING)
+        .values(status=SuggestionStatus.SUPERSEDED, claimed_by=None, claim_expires_at=None)
         .execution_options(synchronize_session=False)
     )
     create_temp_table(
@@ -194,28 +222,47 @@ def write_suggestions(
             INSERT INTO suggestion (run_id, dataset_id, image_id, class_id, score, prob, prior, rank,
                                     status, version)
             SELECT :run_id, :dataset_id, s.image_id, s.class_id, s.score, s.prob, s.prior, s.rnk,
-                   'pending', 1
+                   :pending, 1
             FROM stage_suggestion s
             WHERE NOT EXISTS (SELECT 1 FROM label l WHERE l.image_id = s.image_id AND l.class_id = s.class_id)
               AND NOT EXISTS (SELECT 1 FROM suggestion d WHERE d.image_id = s.image_id
-                              AND d.class_id = s.class_id AND d.status IN ('accepted', 'rejected'))
+                              AND d.class_id = s.class_id AND d.status IN (:accepted, :rejected))
             ORDER BY s.rnk
             """
         ),
-        {"run_id": run_id, "dataset_id": run.dataset_id},
+        {
+            "run_id": run_id,
+            "dataset_id": run.dataset_id,
+            "pending": SuggestionStatus.PENDING.value,
+            "accepted": SuggestionStatus.ACCEPTED.value,
+            "rejected": SuggestionStatus.REJECTED.value,
+        },
     )
     session.connection().exec_driver_sql("DROP TABLE IF EXISTS stage_suggestion")
     return int(result.rowcount or 0)
+
+
+def suggestion_scores(session: Session, run_id: int) -> list[tuple[str, str, float]]:
+    """Every suggestion of ``run_id`` as (image external id, class key, score), any status, any order."""
+    stmt = (
+        select(Image.external_id, LabelClass.key, Suggestion.score)
+        .join(Image, Image.id == Suggestion.image_id)
+        .join(LabelClass, LabelClass.id == Suggestion.class_id)
+        .where(Suggestion.run_id == run_id)
+    )
+    return [(ext, key, float(score)) for ext, key, score in session.execute(stmt)]
 
 
 __all__ = [
     "class_stats",
     "create_run",
     "fail_run",
+    "fail_stale_runs",
     "finish_run",
     "get_run",
     "latest_run",
     "list_runs",
+    "suggestion_scores",
     "write_class_stats",
     "write_suggestions",
 ]

@@ -10,9 +10,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.commands.common import DatasetOption, DbOption, store_for
-from app.pipeline.config import CycleConfig, TrainMode
+from app.pipeline.config import (
+    CycleConfig,
+    PriorSource,
+    TrainMode,
+    WeightsSource,
+    parse_prior,
+    parse_weights,
+)
+from core.losses.catalog import LossName
 
 _defaults = CycleConfig(dataset="")
+_WEIGHTS = ", ".join(repr(w.value) for w in WeightsSource if w is not WeightsSource.FILE)
+_PRIORS = ", ".join(p.value for p in PriorSource)
 
 
 def cycle(
@@ -21,18 +31,25 @@ def cycle(
     pretrained: Annotated[
         str,
         typer.Option(
-            help="'hub' (timm download), 'none', 'standin' (offline demo weights), or a checkpoint path."
+            help=f"Initial weights: {_WEIGHTS} (standin: offline demo weights; packaged: ImageNet "
+            "weights from a pip package, offline), or a checkpoint path."
         ),
-    ] = _defaults.pretrained,
+    ] = _defaults.pretrained.value,
     mode: Annotated[
         TrainMode, typer.Option(help="head: cached embeddings (CPU); finetune: whole network.")
-    ] = TrainMode.HEAD,
-    loss: Annotated[
-        str, typer.Option(help="Loss preset: csl, ignore, negative, asl, hill, wan, ll-r.")
-    ] = _defaults.loss,
+    ] = _defaults.mode,
+    loss: Annotated[LossName, typer.Option(help="Loss preset of the target model.")] = _defaults.loss,
     prior: Annotated[
-        str, typer.Option(help="model, naive, or file:PATH (Classes,avg_pred CSV).")
-    ] = _defaults.prior,
+        str | None,
+        typer.Option(
+            help=f"Class prior source: {_PRIORS} (default {_defaults.prior.value}; file needs "
+            "--prior-file PATH, or write file:PATH here)."
+        ),
+    ] = None,
+    prior_file: Annotated[
+        Path | None,
+        typer.Option(help="Classes,avg_pred CSV of class priors (implies --prior file).", dir_okay=False),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = _defaults.epochs,
     image_size: Annotated[int, typer.Option(min=16)] = _defaults.image_size,
     batch_size: Annotated[int, typer.Option(min=1)] = _defaults.batch_size,
@@ -40,7 +57,8 @@ def cycle(
     folds: Annotated[
         int,
         typer.Option(
-            min=1, help="Cross-fitting folds for scoring (1 = none; `bench folds` found K > 1 no better)."
+            min=1,
+            help="Cross-fitting folds for scoring unknown cells (1 = none; see `labelmend bench folds`).",
         ),
     ] = _defaults.folds,
     prior_folds: Annotated[
@@ -55,14 +73,14 @@ def cycle(
 ) -> None:
     """Run one retrain cycle: prior model, priors, target model, partial mAP, ranked suggestions."""
     from app.pipeline.cycle import run_cycle
-    from core.losses import list_losses
 
-    if loss not in list_losses():
-        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(list_losses())}")
+    prior_source, prior_path = _prior_option(prior, prior_file)
+    weights, weights_file = parse_weights(pretrained)
     config = CycleConfig(
-        dataset=dataset, backbone=backbone, pretrained=pretrained, mode=mode.value, loss=loss, prior=prior,
-        epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr, folds=folds, prior_folds=prior_folds,
-        top_suggestions=top_suggestions, device=device, seed=seed, workers=workers,
+        dataset=dataset, backbone=backbone, pretrained=weights, pretrained_file=weights_file, mode=mode,
+        loss=loss, prior=prior_source, prior_file=prior_path, epochs=epochs, image_size=image_size,
+        batch_size=batch_size, lr=lr, folds=folds, prior_folds=prior_folds, top_suggestions=top_suggestions,
+        device=device, seed=seed, workers=workers,
     )  # fmt: skip
     store = store_for(db)
     if queue:
@@ -93,6 +111,16 @@ def cycle(
     if result.skipped_images:
         first = ", ".join(f"{k} ({v})" for k, v in list(result.skipped_images.items())[:5])
         typer.echo(f"{len(result.skipped_images)} unreadable images skipped: {first}", err=True)
+
+
+def _prior_option(prior: str | None, prior_file: Path | None) -> tuple[PriorSource, Path | None]:
+    """``--prior`` and ``--prior-file`` → (source, file); ``--prior-file`` alone means ``--prior file``."""
+    if prior is None:
+        return (PriorSource.FILE, prior_file) if prior_file is not None else (_defaults.prior, None)
+    source, path = parse_prior(prior)
+    if path is not None and prior_file is not None:
+        raise ValueError(f"--prior {prior} and --prior-file {prior_file} both name a file; give one")
+    return source, path if path is not None else prior_file
 
 
 def predict(

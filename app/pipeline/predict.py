@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from app.pipeline.features import NORMALIZE, feature_backbone
 from app.store import Store
 from common.atomic import atomic_open
 from common.images import IMAGE_SUFFIXES
 from core.data import ImageSource
 from core.embeddings import embed_images
-from core.models import create_model
 from core.train import load_finetuned, load_head, predict_head, predict_images
 from db.datasets import get_dataset
 from db.errors import NotFoundError
+from db.models import RunStatus
 from db.runs import get_run, latest_run
 
 
@@ -40,20 +41,19 @@ def predict_folder(
     with store.read() as s:
         ds = get_dataset(s, dataset)
         run = get_run(s, run_id) if run_id is not None else latest_run(s, ds.id)
-        if run is None or run.dataset_id != ds.id or run.status != "succeeded":
+        if run is None or run.dataset_id != ds.id or run.status != RunStatus.SUCCEEDED:
             raise NotFoundError(
                 f"dataset {dataset!r} has no finished target run; run `labelmend cycle` first"
             )
-        artifacts = dict(run.artifacts)
+        artifacts, seed = dict(run.artifacts), int(run.config.get("seed", 0))
     source = _scan(folder)
     keys: list[str] = list(artifacts["class_keys"])
     if "head" in artifacts:
         head, _cfg, meta = load_head(artifacts["head"])
-        backbone = create_model(meta["backbone"], len(keys), pretrained=meta["pretrained"])
+        backbone = feature_backbone(meta["backbone"], len(keys), meta["pretrained"], seed=seed)
         with tempfile.TemporaryDirectory() as tmp:  # new images must not mix with the dataset's cache
-            emb = embed_images(
-                backbone, source, tmp, backbone=meta["backbone"], image_size=meta["image_size"], device=device
-            )
+            emb = embed_images(backbone, source, tmp, backbone=meta["backbone"], image_size=meta["image_size"],
+                               normalize=NORMALIZE, device=device)  # fmt: skip
             probs = np.full((len(source), len(keys)), np.nan, dtype=np.float32)
             probs[emb.indices] = predict_head(head, emb.embeddings)
         skipped = emb.skipped

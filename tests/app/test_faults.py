@@ -34,7 +34,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from app.pipeline.config import CycleConfig
-from app.pipeline.models import EMBED_FLUSH_S
+from app.pipeline.features import EMBED_FLUSH_S
 from app.store import Store, open_store
 from app.worker import Worker
 from db import jobs

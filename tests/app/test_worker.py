@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app import jobs as job_kinds
 from app.pipeline.config import CycleConfig
+from app.pipeline.stages import Stage
 from app.store import Store, open_store
 from app.worker import Worker
+from common.progress import Progress
 from db import jobs
-from db.models import Job, ModelRun, Suggestion
+from db.models import Job, JobStatus, ModelRun, RunKind, RunStatus, Suggestion, SuggestionStatus
 from tests.app.seed import seed_store
 
 
@@ -40,7 +43,7 @@ def test_worker_runs_a_queued_cycle(store: Store, tmp_path: Path) -> None:
     assert Worker(store, heartbeat_s=0.5).run_once() == job_id
     with store.read() as s:
         job = jobs.get_job(s, job_id)
-        assert job.status == "succeeded", job.error
+        assert job.status == JobStatus.SUCCEEDED, job.error
         assert job.progress == 1.0 and job.attempts == 1
         assert job.result["n_suggestions"] == 40
         run = s.get(ModelRun, job.result["target_run_id"])
@@ -58,7 +61,7 @@ def test_failing_job_gets_a_one_line_error_and_store_stays_consistent(store: Sto
     w.run_once()
     with store.read() as s:
         job = jobs.get_job(s, bad)
-        assert job.status == "failed"
+        assert job.status == JobStatus.FAILED
         assert "dataset 'missing' does not exist" in (job.error or "")
         assert "\n" not in (job.error or "")
         assert "unknown job kind 'teleport'" in (jobs.get_job(s, unknown).error or "")
@@ -80,8 +83,10 @@ def test_killed_worker_job_is_requeued_and_finished_by_another(store: Store, tmp
         while time.monotonic() < deadline:  # wait until it is training (past the features stage)
             with store.read() as s:
                 job = jobs.get_job(s, job_id)
-                assert job.status in ("queued", "running"), f"job ended before the kill: {job.status}"
-                if job.status == "running" and job.progress >= 0.5:
+                assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING), (
+                    f"job ended before the kill: {job.status}"
+                )
+                if job.status == JobStatus.RUNNING and job.progress >= 0.5:
                     break
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             time.sleep(0.2)
@@ -93,18 +98,51 @@ def test_killed_worker_job_is_requeued_and_finished_by_another(store: Store, tmp
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     with store.read() as s:
-        assert jobs.get_job(s, job_id).status == "running"  # the dead worker still "holds" it
+        assert jobs.get_job(s, job_id).status == JobStatus.RUNNING  # the dead worker still "holds" it
     time.sleep(1.2)
     survivor = Worker(store, stale_s=1.0, heartbeat_s=0.5)
     assert survivor.run_once() == job_id
     with store.read() as s:
         job = jobs.get_job(s, job_id)
-        assert job.status == "succeeded", job.error
+        assert job.status == JobStatus.SUCCEEDED, job.error
         assert job.attempts == 2
         assert any("requeued" in h["event"] for h in job.history)
-        statuses = [r.status for r in s.scalars(select(ModelRun).where(ModelRun.kind == "target"))]
-        assert statuses.count("succeeded") == 1 and set(statuses) <= {"succeeded", "failed"}
-        assert all(r.status != "running" for r in s.scalars(select(ModelRun)))
-        pending_runs = set(s.scalars(select(Suggestion.run_id).where(Suggestion.status == "pending")))
+        statuses = [r.status for r in s.scalars(select(ModelRun).where(ModelRun.kind == RunKind.TARGET))]
+        assert statuses.count(RunStatus.SUCCEEDED) == 1
+        assert set(statuses) <= {RunStatus.SUCCEEDED, RunStatus.FAILED}
+        assert all(r.status != RunStatus.RUNNING for r in s.scalars(select(ModelRun)))
+        pending_runs = set(
+            s.scalars(select(Suggestion.run_id).where(Suggestion.status == SuggestionStatus.PENDING))
+        )
         assert pending_runs == {job.result["target_run_id"]}
     assert isinstance(job, Job)
+
+
+def test_a_new_stage_is_written_at_once_other_progress_at_most_once_a_second(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[float, str]] = []
+
+    def row(job_id: int) -> tuple[float, str]:
+        with store.read() as s:
+            job = jobs.get_job(s, job_id)
+            return job.progress, job.message
+
+    def staged(_store: Store, job: Job, progress: Progress, on_stage: object) -> dict[str, object]:
+        assert callable(on_stage)
+        on_stage(Stage.LOAD)
+        progress(0.01, "load: starting")  # the first report of a stage: written at once
+        progress(0.02, "load: 3 images")  # a moment later, same stage: waits for the next second
+        seen.append(row(job.id))
+        on_stage(Stage.FEATURES)
+        progress(0.03, "features: starting")  # a new stage: written at once
+        seen.append(row(job.id))
+        return {"done": True}
+
+    monkeypatch.setitem(job_kinds.HANDLERS, "staged", staged)
+    with store.write() as s:
+        job_id = jobs.enqueue(s, "staged", {}).id
+    assert Worker(store, heartbeat_s=60).run_once() == job_id
+    assert seen == [(0.01, "load: starting"), (0.03, "features: starting")]
+    with store.read() as s:
+        assert jobs.get_job(s, job_id).result == {"done": True}

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.pipeline.config import CycleConfig, TrainMode
+from app.pipeline.config import CycleConfig, PriorSource, TrainMode, WeightsSource
 from app.web import state
 from app.web.components import md_escape
-from core.losses.catalog import describe_loss, loss_names
+from core.losses.catalog import LossName, describe_loss
 from db.engine import labelmend_home
 from db.jobs import cancel, enqueue, recent_jobs
 from db.models import Job, JobStatus, utcnow
@@ -31,7 +31,6 @@ FRESH_S = 30.0
 POLL_S = 2.0
 PROC_KEY = "train_worker_proc"
 DEFAULTS = CycleConfig(dataset="")
-PRIORS = ("model", "naive")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -53,46 +52,68 @@ def _enqueue(ds: state.DatasetRef) -> None:
     state.flash("success", f"Cycle queued as job {job.id}.")
 
 
+def _choices(values: tuple[str, ...], default: str) -> dict[str, object]:
+    """Selectbox arguments for an enum's values with ``default`` preselected."""
+    return {"options": values, "index": values.index(default)}
+
+
 def _form(ds: state.DatasetRef) -> None:
-    losses = loss_names()  # from the torch-free catalog: this page never imports torch
+    # Choices come from the config's enums (LossName from the torch-free catalog: no torch here).
     with st.form("train-form"):
         c1, c2, c3, c4 = st.columns(4)
         c1.text_input("Backbone (timm model)", DEFAULTS.backbone, key="train-backbone")
         c2.selectbox(
             "Mode",
-            [m.value for m in TrainMode],
+            **_choices(TrainMode.values(), DEFAULTS.mode),
             key="train-mode",
             help="head: cached embeddings, fast on CPU; finetune: the whole network (GPU).",
         )
         c3.selectbox(
-            "Loss",
-            losses,
-            index=losses.index(DEFAULTS.loss) if DEFAULTS.loss in losses else 0,
-            format_func=describe_loss,
-            key="train-loss",
+            "Loss", **_choices(LossName.values(), DEFAULTS.loss), format_func=describe_loss, key="train-loss"
         )
         c4.number_input("Epochs", 1, 1000, DEFAULTS.epochs, key="train-epochs")
         with st.expander("More settings"):
-            a1, a2, a3, a4 = st.columns(4)
-            a1.text_input(
-                "Pretrained weights",
-                DEFAULTS.pretrained,
-                key="train-pretrained",
-                help="hub, none, or a local checkpoint path.",
-            )
-            a2.selectbox("Class prior", PRIORS, key="train-prior")
-            a3.number_input("Image size (px)", 32, 1024, DEFAULTS.image_size, step=32, key="train-image_size")
-            a4.number_input("Batch size", 1, 4096, DEFAULTS.batch_size, key="train-batch_size")
-            b1, b2, b3, b4 = st.columns(4)
-            b1.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, format="%.5f", key="train-lr")
-            b2.number_input(
-                "Suggestions to keep", 1, 10_000_000, DEFAULTS.top_suggestions, key="train-top_suggestions"
-            )
-            b3.selectbox("Device", DEVICES, key="train-device")
-            b4.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train-seed")
+            _more_settings()
         st.form_submit_button(
             "Queue retrain cycle", type="primary", on_click=_enqueue, args=(ds,), key="train-submit"
         )
+
+
+def _more_settings() -> None:
+    a1, a2, a3, a4 = st.columns(4)
+    a1.selectbox(
+        "Pretrained weights",
+        **_choices(WeightsSource.values(), DEFAULTS.pretrained),
+        key="train-pretrained",
+        help="hub: timm download; packaged: ImageNet weights from a pip package (offline); none: random; "
+        "standin: offline demo weights; file: the checkpoint below.",
+    )
+    a2.selectbox(
+        "Class prior",
+        **_choices(PriorSource.values(), DEFAULTS.prior),
+        key="train-prior",
+        help="model: the temporary ignore-mode model; naive: annotated positive rate; file: the CSV below.",
+    )
+    a3.number_input("Image size (px)", 32, 1024, DEFAULTS.image_size, step=32, key="train-image_size")
+    a4.number_input("Batch size", 1, 4096, DEFAULTS.batch_size, key="train-batch_size")
+    p1, p2 = st.columns(2)
+    p1.text_input(
+        "Checkpoint file (weights: file)",
+        key="train-pretrained_file",
+        help="A local checkpoint on the worker's machine (.pth, .pt, .bin or .safetensors).",
+    )
+    p2.text_input(
+        "Prior file (class prior: file)",
+        key="train-prior_file",
+        help="A Classes,avg_pred CSV on the worker's machine.",
+    )
+    b1, b2, b3, b4 = st.columns(4)
+    b1.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, format="%.5f", key="train-lr")
+    b2.number_input(
+        "Suggestions to keep", 1, 10_000_000, DEFAULTS.top_suggestions, key="train-top_suggestions"
+    )
+    b3.selectbox("Device", DEVICES, key="train-device")
+    b4.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train-seed")
 
 
 def _worker_command() -> list[str]:
@@ -124,9 +145,9 @@ def _age(job: Job, now: dt.datetime) -> float | None:
 
 
 def _worker_state(all_jobs: list[Job], now: dt.datetime) -> None:
-    running = [j for j in all_jobs if j.status == JobStatus.RUNNING.value]
+    running = [j for j in all_jobs if j.status == JobStatus.RUNNING]
     fresh = [j for j in running if (_age(j, now) or 1e9) < FRESH_S]
-    queued = [j for j in all_jobs if j.status == JobStatus.QUEUED.value]
+    queued = [j for j in all_jobs if j.status == JobStatus.QUEUED]
     for j in fresh:
         st.success(
             f"Worker {md_escape(j.worker)} is running job {j.id} (last heartbeat {_age(j, now):.0f} s ago)."
@@ -158,14 +179,14 @@ def _job(job: Job) -> None:
     with st.container(border=True, key=f"train-job-{job.id}"):
         head, side = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"**Job {job.id}** · {md_escape(job.kind)} · {job.status} · attempt {job.attempts}")
-        if job.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             side.button("Cancel", key=f"train-cancel-{job.id}", on_click=_cancel, args=(job.id,))
             st.progress(
                 min(max(float(job.progress or 0.0), 0.0), 1.0), text=md_escape(job.message or job.status)
             )
-        elif job.status == JobStatus.FAILED.value:
+        elif job.status == JobStatus.FAILED:
             st.error(md_escape((job.error or "failed").splitlines()[0]))
-        elif job.status == JobStatus.SUCCEEDED.value and job.result:
+        elif job.status == JobStatus.SUCCEEDED and job.result:
             st.caption(md_escape(", ".join(f"{k}: {v}" for k, v in job.result.items())))
 
 

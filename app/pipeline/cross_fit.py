@@ -1,0 +1,106 @@
+"""K-fold cross-fitting: every image scored by a model that never trained on it.
+
+The one implementation behind the prior model's cross-fitted probabilities
+(:mod:`app.pipeline.priors`, ``--prior-folds``), the cross-fitted scores of unknown cells
+(:mod:`app.pipeline.suggest`, ``--folds``) and the quality benchmark's out-of-fold probabilities
+(``bench.quality_methods``), so the README's numbers measure the code the app runs.
+
+Folds come from :func:`core.ranking.kfold_split` over the positions of ``idx``; how each fold's
+model is trained (its seed, its loss, its progress) is up to the caller's ``fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import numpy as np
+
+from core.ranking import kfold_split
+
+
+class Predictor(Protocol):
+    """A trained model: ``predict(idx)`` → (len(idx), C) probabilities in [0, 1] for rows ``idx``."""
+
+    def predict(self, idx: np.ndarray) -> np.ndarray: ...
+
+
+P = TypeVar("P", bound=Predictor)
+
+#: ``fit(train_idx, fold)`` → a model trained on ``train_idx`` (a subset of ``idx``), fold 0 … k-1.
+FitFn = Callable[[np.ndarray, int], P]
+
+
+@dataclass
+class CrossFit(Generic[P]):
+    """What :func:`cross_fit` returns.
+
+    Attributes:
+        probs: (len(idx), C) float32 out-of-fold probabilities, in the order of ``idx``: row i comes
+            from the one model whose training set left ``idx[i]`` out.
+        extra: (len(extra), C) float32, the mean of the k models' probabilities of the ``extra``
+            rows (e.g. a validation split no model trained on); (0, C) when none were given.
+        models: the k fitted models, in fold order.
+    """
+
+    probs: np.ndarray
+    extra: np.ndarray
+    models: list[P]
+
+
+def cross_fit(
+    fit: Callable[[np.ndarray, int], P],
+    idx: np.ndarray,
+    k: int,
+    *,
+    seed: int,
+    extra: np.ndarray | None = None,
+) -> CrossFit[P]:
+    """Train ``k`` models, each on all of ``idx`` but one fold, and score each fold with its model.
+
+    Args:
+        fit: ``fit(train_idx, fold)`` trains and returns a :class:`Predictor`; ``train_idx`` is
+            ``idx[fold.train]`` (int64, the order of ``idx``), ``fold`` the fold number 0 … k-1.
+        idx: (N,) int64 rows (of the caller's dataset or arrays) to cross-fit over.
+        k: number of folds, 2 ≤ k ≤ N.
+        seed: seed of the fold split (``core.ranking.kfold_split(N, k, seed=seed)``).
+        extra: (M,) int64 rows every model scores too (their probabilities are averaged), or None.
+
+    Returns:
+        :class:`CrossFit`: out-of-fold ``probs`` (N, C), averaged ``extra`` (M, C), the models.
+
+    Raises:
+        ValueError: ``k`` < 2 or more folds than rows (one line, from ``kfold_split``).
+
+    Example:
+        A "model" that predicts the mean of its training rows: rows 0 and 2 are held out together
+        and scored by the model of rows 1 and 3, and the other way round.
+
+        >>> class Mean:
+        ...     def __init__(self, rows): self.value = float(np.mean(rows))
+        ...     def predict(self, rows): return np.full((len(rows), 1), self.value)
+        >>> cross_fit(lambda rows, _f: Mean(rows), np.arange(4), 2, seed=0).probs.ravel().tolist()
+        [2.0, 1.0, 2.0, 1.0]
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    others = np.zeros(0, dtype=np.int64) if extra is None else np.asarray(extra, dtype=np.int64)
+    probs: np.ndarray | None = None
+    extra_probs: np.ndarray | None = None
+    models: list[P] = []
+    for f, fold in enumerate(kfold_split(len(idx), k, seed=seed)):
+        model = fit(idx[fold.train], f)
+        models.append(model)
+        held = model.predict(idx[fold.held])
+        if probs is None:
+            probs = np.zeros((len(idx), held.shape[1]), dtype=np.float32)
+            extra_probs = np.zeros((len(others), held.shape[1]), dtype=np.float32)
+        probs[fold.held] = held
+        if len(others):
+            extra_probs += model.predict(others) / k
+    if probs is None or extra_probs is None:  # kfold_split returns k ≥ 2 folds or raises
+        raise RuntimeError("cross_fit trained no model")
+    return CrossFit(probs, extra_probs, models)
+
+
+__all__ = ["CrossFit", "FitFn", "Predictor", "cross_fit"]

@@ -1,0 +1,132 @@
+"""The prior step: the temporary ignore-mode model, cross-fitted, and the class priors it gives.
+
+Three estimates are kept for every class, whichever is used: ``naive`` (the annotated positive
+rate), ``model`` (:func:`core.priors.model_prior` on the ignore-mode model's probabilities of
+images it did not train on, ``--prior-folds`` folds) and the one ``used`` by the target model's loss
+and the ranking (:class:`~app.pipeline.config.PriorSource`: model, naive, or a
+``Classes,avg_pred`` file, read and checked by :func:`read_prior_file` before any training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.pipeline.config import PriorSource
+from app.pipeline.cross_fit import cross_fit
+from app.pipeline.evaluate import Validation, validate
+from app.pipeline.fit import Fit, Scorer, train_scorer
+from app.pipeline.load import DatasetArrays
+from common.progress import Progress
+from core.losses.catalog import LossName
+from core.priors import model_prior, naive_prior, read_prior_csv
+
+#: The temporary model's loss: annotated cells only, so its probabilities estimate the prevalence.
+PRIOR_LOSS = LossName.IGNORE
+
+
+@dataclass
+class Priors:
+    """The class priors of a cycle, each float64 (C,) in [0, 1] in the dataset's class order.
+
+    Attributes:
+        naive: annotated positives / images of each class (training split).
+        model: from the ignore-mode model's out-of-fold probabilities.
+        used: the one the target model and the ranking use (``CycleConfig.prior``).
+        validation: the ignore-mode model's partial mAP on the validation split (mean of the folds' models).
+        fit: the last ignore-mode model trained (its artifacts and training seconds are stored).
+    """
+
+    naive: np.ndarray
+    model: np.ndarray
+    used: np.ndarray
+    validation: Validation
+    fit: Fit
+
+
+def read_prior_file(path: Path, data: DatasetArrays) -> np.ndarray:
+    """(C,) float64 prior in [0, 1] from a ``Classes,avg_pred`` CSV, in the dataset's class order.
+
+    Raises:
+        ValueError: one line naming the file (and line): NaN, outside [0, 1], missing classes, ….
+    """
+    table = read_prior_csv(path, data.class_keys)
+    return np.asarray(table.prior, dtype=np.float64)
+
+
+def prior_model_probs(
+    scorer: Scorer, train: np.ndarray, val: np.ndarray, report: Progress
+) -> tuple[np.ndarray, np.ndarray, Fit]:
+    """Probabilities of the temporary ignore-mode model: cross-fitted on ``train``, averaged on ``val``.
+
+    ``CycleConfig.prior_folds`` folds when there are at least two training images per fold;
+    otherwise (or with ``prior_folds`` = 1) one model trains on all of ``train`` and scores it.
+
+    Returns:
+        (float32 (len(train), C) — each image scored by a model that did not train on it,
+        float32 (len(val), C), the last model fitted).
+    """
+    folds = scorer.config.prior_folds
+    k = folds if len(train) >= 2 * max(folds, 1) else 1
+    if k <= 1:
+        fit = train_scorer(scorer, PRIOR_LOSS, train, None, "prior", report)
+        return fit.predict(train), fit.predict(val), fit
+
+    def fit_fold(rows: np.ndarray, f: int) -> Fit:
+        def fold_report(fraction: float, message: str) -> None:
+            report((f + fraction) / k, f"fold {f + 1}/{k}: {message}")
+
+        return train_scorer(scorer, PRIOR_LOSS, rows, None, f"prior{f}", fold_report)
+
+    result = cross_fit(fit_fold, train, k, seed=scorer.config.seed, extra=val)
+    return result.probs, result.extra, result.models[-1]
+
+
+def choose_prior(
+    source: PriorSource, *, naive: np.ndarray, model: np.ndarray, file: np.ndarray | None
+) -> np.ndarray:
+    """The prior ``source`` names, (C,) float64.
+
+    Raises:
+        ValueError: ``source`` is ``file`` and no file prior was read.
+    """
+    chosen = {PriorSource.MODEL: model, PriorSource.NAIVE: naive, PriorSource.FILE: file}[source]
+    if chosen is None:
+        raise ValueError("the prior source is 'file' but no prior file was read; pass --prior-file PATH")
+    return chosen
+
+
+def estimate_priors(
+    scorer: Scorer,
+    train: np.ndarray,
+    val: np.ndarray,
+    report: Progress,
+    *,
+    file_prior: np.ndarray | None = None,
+) -> Priors:
+    """Train the ignore-mode model(s) and estimate every prior of the cycle.
+
+    Args:
+        scorer: the cycle's shared images and features.
+        train: (n,) int64 usable training rows; val: (v,) int64 usable validation rows.
+        report: this stage's progress.
+        file_prior: (C,) float64 from :func:`read_prior_file` when ``CycleConfig.prior`` is ``file``.
+    """
+    targets = scorer.data.targets
+    naive = naive_prior(targets[train])
+    probs, val_probs, fit = prior_model_probs(scorer, train, val, report)
+    model = model_prior(probs, targets[train])
+    used = choose_prior(scorer.config.prior, naive=naive, model=model, file=file_prior)
+    return Priors(naive, model, used, validate(val_probs, targets[val]), fit)
+
+
+__all__ = [
+    "PRIOR_LOSS",
+    "Priors",
+    "choose_prior",
+    "estimate_priors",
+    "prior_model_probs",
+    "read_prior_file",
+]
