@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,33 +270,67 @@ def _fit_lbfgs(
     rounds = min(config.epochs, _LBFGS_ROUNDS)
     losses: list[float] = []
     steps = 0
-    for r in range(rounds):
-        if callable(getattr(loss, "set_epoch", None)):
-            loss.set_epoch(r * config.epochs // rounds)
-        iters = config.lbfgs_iters // rounds + (r < config.lbfgs_iters % rounds)
-        optimizer = torch.optim.LBFGS(
-            params, lr=1.0, max_iter=max(iters, 1), history_size=20, line_search_fn="strong_wolfe"
-        )
 
-        def closure(optimizer: torch.optim.LBFGS = optimizer) -> torch.Tensor:
-            nonlocal steps
-            if should_stop is not None and should_stop():
-                raise _Stopped
-            optimizer.zero_grad(set_to_none=True)
-            value = loss(head(x).float(), yf)
-            if config.l2 > 0:
-                value = value + 0.5 * config.l2 * sum((w * w).sum() for w in decay)
-            value.backward()
-            steps += 1
-            return value
+    def objective() -> torch.Tensor:
+        nonlocal steps
+        if should_stop is not None and should_stop():
+            raise _Stopped
+        value = loss(head(x).float(), yf)
+        if config.l2 > 0:
+            value = value + 0.5 * config.l2 * sum((w * w).sum() for w in decay)
+        steps += 1
+        return value
 
-        try:
-            value = optimizer.step(closure)
-        except _Stopped:
-            return losses, steps, True
-        losses.append(float(value.detach()))
-        report(on_progress, (r + 1) / rounds, f"head L-BFGS round {r + 1}/{rounds} loss {losses[-1]:.4f}")
+    try:
+        for r in range(rounds):
+            if callable(getattr(loss, "set_epoch", None)):
+                loss.set_epoch(r * config.epochs // rounds)
+            iters = max(config.lbfgs_iters // rounds + (r < config.lbfgs_iters % rounds), 1)
+            start, end = _lbfgs_round(params, objective, iters)
+            if end >= start - 1e-6 * abs(start):
+                # A loss whose weights move with the predictions can leave the line search no
+                # consistent descent (CSL from the all-0.5 start, where every unknown ties): a few
+                # plain gradient steps break the tie, then L-BFGS gets the round again.
+                _adam_nudge(params, objective, steps=_NUDGE_STEPS)
+                start, end = _lbfgs_round(params, objective, iters)
+            losses.append(end)
+            report(on_progress, (r + 1) / rounds, f"head L-BFGS round {r + 1}/{rounds} loss {end:.4f}")
+    except _Stopped:
+        return losses, steps, True
     return losses, steps, False
+
+
+#: Full-batch Adam steps taken when an L-BFGS round makes no progress (see ``_fit_lbfgs``).
+_NUDGE_STEPS = 20
+
+
+def _lbfgs_round(
+    params: list[nn.Parameter], objective: Callable[[], torch.Tensor], iters: int
+) -> tuple[float, float]:
+    """One fresh L-BFGS run of at most ``iters`` iterations; (objective before, objective after)."""
+    optimizer = torch.optim.LBFGS(
+        params, lr=1.0, max_iter=iters, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        value = objective()
+        value.backward()
+        return value
+
+    start = float(optimizer.step(closure))
+    with torch.no_grad():
+        end = float(objective())
+    return start, end
+
+
+def _adam_nudge(params: list[nn.Parameter], objective: Callable[[], torch.Tensor], *, steps: int) -> None:
+    """``steps`` full-batch Adam steps (lr 1e-2) on ``objective``."""
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        objective().backward()
+        optimizer.step()
 
 
 def predict_head(

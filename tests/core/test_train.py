@@ -310,7 +310,8 @@ def test_head_beats_chance_on_a_separable_problem(loss_name: str, hidden: int, s
     result = train_head(x.astype(np.float16), targets, loss, config)
     after = partial_map(predict_head(result.head, x_test), truth_test).map
     assert after > 90.0 and after > before + 40.0, (before, after)
-    assert result.epoch_losses[-1] <= result.epoch_losses[0]
+    # L-BFGS reports the loss at the end of each round; CSL's objective moves a little between rounds
+    assert result.epoch_losses[-1] <= result.epoch_losses[0] * (1.0 if solver == "adam" else 1.01)
     assert result.steps == 15 * 8 if solver == "adam" else 4 <= result.steps <= 4 * config.lbfgs_iters * 2
 
 
@@ -366,3 +367,19 @@ def test_head_stops_when_asked_and_validates_shapes() -> None:
         train_head(x, truth, MaskedBCE(), HeadConfig(num_classes=3, in_features=9))
     with pytest.raises(ValueError, match="use 1 positive"):
         train_head(x, truth * 2, MaskedBCE(), config)
+
+
+def test_lbfgs_csl_head_leaves_the_all_tied_start() -> None:
+    """CSL with a class above the prior threshold, 80 % unknown, L-BFGS from the all-0.5 start: learns.
+
+    (The stall this guards against, L-BFGS making no progress on CSL and the head staying at 0.5,
+    was found on lite0 features, ``labelmend bench quality`` seed 1000 under RPS 0.8; this small
+    case does not reproduce it, so it checks only that the retried rounds still learn.)"""
+    x, truth = _separable(2000, 64, 10, seed=3)
+    targets = _partial(truth, 0.8, 5)
+    prior = np.full(10, 0.3)
+    prior[0] = 0.6  # one class above CSL's prior threshold: its unknowns are ignored
+    config = HeadConfig(num_classes=10, in_features=64, epochs=4, solver="lbfgs")
+    result = train_head(x, targets, loss_from_name("csl", 10, prior=prior), config)
+    probs = predict_head(result.head, x)
+    assert probs.std() > 0.2 and partial_map(probs, truth).map > 90.0
