@@ -60,7 +60,10 @@ def test_every_page_opens(page: Page, app_server: Served, screenshots: Path) -> 
     image_id = caption.split(" · ")[1]
     page.get_by_role("link", name="Open on the Image page").click()
     page.get_by_text("Positive (").first.wait_for(timeout=60_000)
-    assert page.get_by_role("textbox", name="Image id").input_value() == image_id.removeprefix("image ")
+    # the box fills on the page's rerun after the link: wait for it rather than read it once
+    expect(page.get_by_role("textbox", name="Image id")).to_have_value(
+        image_id.removeprefix("image "), timeout=60_000
+    )
 
 
 def test_hostile_class_name_shows_as_text(page: Page, app_server: Served, screenshots: Path) -> None:
