@@ -96,6 +96,26 @@ def bench_cycle(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+#: The benchmarks' weights options; unset = the cycle's defaults (tf_efficientnet_lite0, packaged, 224 px).
+_BackboneOption = Annotated[
+    str | None,
+    typer.Option(help="timm name of the frozen backbone (default: the cycle's, tf_efficientnet_lite0)."),
+]
+_PretrainedOption = Annotated[
+    str | None,
+    typer.Option(help="Its weights: packaged (ImageNet, offline; the default), hub or none."),
+]
+_EmbedSizeOption = Annotated[
+    int | None,
+    typer.Option(min=16, help="px the 64 px rendered images are resized to for the backbone (default 224)."),
+]
+
+
+def _weights(backbone: str | None, pretrained: str | None, embed_size: int | None) -> dict[str, object]:
+    given = {"backbone": backbone, "pretrained": pretrained, "embed_size": embed_size}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @bench_app.command("quality")
 def bench_quality(
     quick: Annotated[
@@ -108,11 +128,18 @@ def bench_quality(
     out: Annotated[
         Path, typer.Option(file_okay=False, help="Folder for report.md, results.json and the HTML charts.")
     ] = Path("bench-output/quality"),
+    backbone: _BackboneOption = None,
+    pretrained: _PretrainedOption = None,
+    embed_size: _EmbedSizeOption = None,
 ) -> None:
     """Measure CSL, the class priors and the missing-label suggestions on generated data with known truth."""
     from bench.quality import quality_command  # imports torch: only when this command runs
 
-    quality_command(quick=quick, seeds=seeds, out=out)
+    try:
+        quality_command(quick=quick, seeds=seeds, out=out, weights=_weights(backbone, pretrained, embed_size))
+    except ValueError as e:
+        typer.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None
 
 
 @bench_app.command("folds")
@@ -124,6 +151,9 @@ def bench_folds(
     out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md and folds.json.")] = Path(
         "bench-output/folds"
     ),
+    backbone: _BackboneOption = None,
+    pretrained: _PretrainedOption = None,
+    embed_size: _EmbedSizeOption = None,
 ) -> None:
     """Does cross-fitted scoring (cycle --folds K) give better suggestions? Real cycles, known truth."""
     import dataclasses
@@ -134,8 +164,15 @@ def bench_folds(
     from bench.folds_study import FoldsSettings, markdown_report, run_folds_study
 
     settings = FoldsSettings.quick() if quick else FoldsSettings()
-    if seeds is not None:
-        settings = dataclasses.replace(settings, seeds=seeds)
+    overrides = {
+        **({"seeds": seeds} if seeds is not None else {}),
+        **_weights(backbone, pretrained, embed_size),
+    }
+    try:
+        settings = dataclasses.replace(settings, **overrides)
+    except ValueError as e:
+        typer.echo(f"Error: {e}", err=True)
+        raise typer.Exit(1) from None
     console = Console()
     with console.status("running cycles …") as status:
         results = run_folds_study(settings, out_dir=out, step=lambda m: status.update(m))

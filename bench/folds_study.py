@@ -4,7 +4,8 @@ With ``--folds 1`` the cycle scores each unknown cell with the target model that
 very image (its annotated cells, not the unknown one); with ``K > 1`` each image is scored by a
 model trained on the other folds only, at the cost of K more heads. This study runs the real
 cycle (:func:`app.pipeline.cycle.run_cycle`, head mode, the app's own head settings) for each K on
-the quality benchmark's generated data (rendered images, the offline stand-in backbone), stores
+the quality benchmark's generated data (images rendered at 64 px; the cycle's default backbone and
+weights, ``tf_efficientnet_lite0`` with packaged ImageNet weights at 224 px), stores
 every unknown cell of the training images as a suggestion, and scores the stored ranking against
 the hidden truth: precision@K (1 % of the unknown cells, 100, 1000) and AP, with paired seeds
 (same data and masks for every K).
@@ -19,7 +20,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,17 @@ from app.pipeline.config import CycleConfig, TrainMode, WeightsSource
 from app.pipeline.cycle import run_cycle
 from app.pipeline.ingest import ingest_arrays
 from app.store import Store, open_store
-from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_data import (
+    PROTOCOLS,
+    SeedData,
+    bench_weights_source,
+    prepare_seed,
+    protocol_targets,
+    resolve_bench_weights,
+)
 from bench.quality_methods import K_LABELS, k_values, ranking_quality
 from bench.quality_report import Stat, stat
 from core.constants import UNKNOWN
-from core.pretrain import StandInConfig, ensure_standin
 from core.synthetic import SceneConfig
 from db.engine import labelmend_home
 from db.runs import suggestion_scores
@@ -54,7 +61,11 @@ class FoldsSettings:
         protocols: protocol names (:data:`bench.quality_data.PROTOCOLS`).
         fpc_per_class: N of FPC.
         epochs: head epochs of every model of the cycle (the app's default).
-        standin: the offline stand-in backbone (its backbone and image size are the cycle's).
+        num_classes: C of the generated scenes.
+        image_size: px, the size images are rendered at.
+        backbone: timm name of the cycle's frozen backbone (the cycle's default).
+        pretrained: its weights (the cycle's default; ``packaged``, ``hub`` or ``none``).
+        embed_size: px, the cycle's ``image_size`` (the size images are embedded at).
     """
 
     n_images: int = 3000
@@ -64,7 +75,11 @@ class FoldsSettings:
     protocols: tuple[str, ...] = PROTOCOLS
     fpc_per_class: int = 50
     epochs: int = CycleConfig.epochs
-    standin: StandInConfig = field(default_factory=StandInConfig)
+    num_classes: int = 24
+    image_size: int = 64
+    backbone: str = CycleConfig.backbone
+    pretrained: WeightsSource = CycleConfig.pretrained
+    embed_size: int = CycleConfig.image_size
 
     def __post_init__(self) -> None:
         if not self.folds or min(self.folds) < 1:
@@ -72,6 +87,7 @@ class FoldsSettings:
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown:
             raise ValueError(f"unknown protocol {unknown[0]!r}; valid: {', '.join(PROTOCOLS)}")
+        object.__setattr__(self, "pretrained", bench_weights_source(self.pretrained))
 
     @classmethod
     def quick(cls) -> FoldsSettings:
@@ -81,17 +97,18 @@ class FoldsSettings:
 
 
 def _ingest(store: Store, name: str, data: SeedData, targets: np.ndarray) -> None:
-    ids = [data.dataset.image_ids[i] for i in data.train]
+    ids = [data.image_ids[i] for i in data.train]
+    paths = [f"{data.dataset.image_ids[i]}.jpg" for i in data.train]
     with store.write() as s:
         ingest_arrays(s, name, image_root=str(data.image_root), external_ids=ids,
-                      paths=[f"{i}.jpg" for i in ids], splits=["train"] * len(ids),
+                      paths=paths, splits=["train"] * len(ids),
                       class_keys=data.dataset.class_ids, class_names=data.dataset.class_names,
                       targets=targets, source_name="folds study")  # fmt: skip
 
 
 def stored_scores(store: Store, run_id: int, data: SeedData) -> np.ndarray:
     """The stored suggestion scores of ``run_id`` as a (N_train, C) matrix; -inf where none stored."""
-    row_of = {data.dataset.image_ids[j]: i for i, j in enumerate(data.train)}
+    row_of = {data.image_ids[j]: i for i, j in enumerate(data.train)}
     col_of = {key: c for c, key in enumerate(data.dataset.class_ids)}
     scores = np.full(data.y_train.shape, -np.inf)
     with store.read() as s:
@@ -101,11 +118,12 @@ def stored_scores(store: Store, run_id: int, data: SeedData) -> np.ndarray:
 
 
 def study_protocol(
-    store: Store, data: SeedData, protocol: str, settings: FoldsSettings, weights: str, step: StepFn
+    store: Store, data: SeedData, protocol: str, settings: FoldsSettings, step: StepFn
 ) -> dict[str, Any]:
     """One (seed, protocol): a cycle per K; per K its precision@K, AP and scoring seconds.
 
-    ``weights``: the stand-in checkpoint path the cycles start from (``--pretrained PATH``).
+    The cycles embed with ``settings``' backbone, weights and ``embed_size`` (their ``image_size``),
+    so they read the embeddings :func:`bench.quality_data.prepare_seed` cached.
     """
     targets = protocol_targets(data, protocol, fpc_per_class=settings.fpc_per_class,
                                seed=data.seed * 100 + PROTOCOLS.index(protocol))  # fmt: skip
@@ -115,10 +133,9 @@ def study_protocol(
     ks = k_values(int(unknown.sum()))
     out: dict[str, Any] = {"n_unknown": int(unknown.sum()), "k_values": ks, "folds": {}}
     for k in settings.folds:
-        config = CycleConfig(dataset=name, backbone=settings.standin.backbone, pretrained=WeightsSource.FILE,
-                             pretrained_file=Path(weights), mode=TrainMode.HEAD, epochs=settings.epochs,
-                             image_size=settings.standin.image_size, folds=k, top_suggestions=int(unknown.sum()),
-                             device="cpu", seed=data.seed)  # fmt: skip
+        config = CycleConfig(dataset=name, backbone=settings.backbone, pretrained=settings.pretrained,
+                             mode=TrainMode.HEAD, epochs=settings.epochs, image_size=settings.embed_size,
+                             folds=k, top_suggestions=int(unknown.sum()), device="cpu", seed=data.seed)  # fmt: skip
         result = run_cycle(store, config)
         scores = stored_scores(store, result.target_run_id, data)
         precision, ap = ranking_quality(scores, unknown, data.y_train, ks)
@@ -147,7 +164,8 @@ def summarize(per_seed: Sequence[dict[str, Any]], settings: FoldsSettings) -> di
                 "ap_diff": stat([r["ap"] - f["ap"] for r, f in zip(rows, firsts, strict=True)]),
                 "suggest_seconds": stat([r["suggest_seconds"] for r in rows]),
             }
-    return {"folds": folds, "settings": asdict(settings), "per_seed": list(per_seed)}
+    saved = {**asdict(settings), "pretrained": settings.pretrained.value}
+    return {"folds": folds, "settings": saved, "per_seed": list(per_seed)}
 
 
 def _pm(s: Stat, digits: int = 3) -> str:
@@ -166,7 +184,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         "# Cross-fitted scoring: --folds K",
         "",
         f"{st['seeds']} paired seed(s), {st['n_images']} generated images each (70 % ranked), "
-        f"{st['epochs']} head epochs, stand-in {st['standin']['backbone']} at {st['standin']['image_size']} px. "
+        f"{st['epochs']} head epochs, images rendered at {st['image_size']} px, {st['backbone']} "
+        f"({st['pretrained']} weights) at {st['embed_size']} px. "
         "Every unknown cell of the training images is stored and ranked by the cycle's default ranker; "
         "precision@K and AP over the hidden true positives (mean ± std over seeds); ΔAP is the paired "
         f"difference against K = {base} on the same seed.",
@@ -186,8 +205,8 @@ def run_folds_study(
 ) -> dict[str, Any]:
     """Run the study; with ``out_dir`` write ``report.md`` and ``folds.json``. Returns the results.
 
-    The stand-in, the rendered images and their embeddings live under ``$LABELMEND_HOME/cache``,
-    where the cycles look for them (shared with ``labelmend bench quality``).
+    The converted weights, the rendered images and their embeddings live under
+    ``$LABELMEND_HOME/cache``, where the cycles look for them (shared with ``labelmend bench quality``).
 
     Args:
         settings: what to run.
@@ -197,19 +216,20 @@ def run_folds_study(
     say = step or (lambda _m: None)
     started = time.perf_counter()
     cache_dir = labelmend_home() / "cache"
-    weights = str(ensure_standin(cache_dir, settings.standin, device="cpu"))
-    scene = SceneConfig(num_classes=settings.standin.num_classes, image_size=settings.standin.image_size)
+    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
+    scene = SceneConfig(num_classes=settings.num_classes, image_size=settings.image_size)
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="labelmend-folds-") as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'folds.db'}")
         try:
             for i in range(settings.seeds):
                 data = prepare_seed(settings.first_seed + i, n_images=settings.n_images, scene=scene,
-                                    split_fractions=(0.7, 0.0, 0.3), backbone=settings.standin.backbone,
-                                    weights=weights, cache_dir=cache_dir)  # fmt: skip
+                                    split_fractions=(0.7, 0.0, 0.3), backbone=settings.backbone,
+                                    weights=weights, embed_size=settings.embed_size,
+                                    normalize=settings.pretrained.normalizes_inputs, cache_dir=cache_dir)  # fmt: skip
                 per_seed.append({
                     "seed": data.seed,
-                    "protocols": {p: study_protocol(store, data, p, settings, weights, say) for p in settings.protocols},
+                    "protocols": {p: study_protocol(store, data, p, settings, say) for p in settings.protocols},
                 })  # fmt: skip
         finally:
             store.dispose()

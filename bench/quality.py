@@ -1,7 +1,8 @@
 """`labelmend bench quality`: CSL, the priors and the suggestions measured on data with known truth.
 
-For each seed a dataset is generated (:mod:`core.synthetic`), rendered and embedded once with the
-offline stand-in backbone (:mod:`core.pretrain`); then, for each protocol (FPC, RPS 0.5 and 0.8,
+For each seed a dataset is generated (:mod:`core.synthetic`), rendered once at 64 px and embedded
+once with the cycle's default backbone (``tf_efficientnet_lite0`` with packaged ImageNet weights,
+at 224 px; see :mod:`bench.quality_data`); then, for each protocol (FPC, RPS 0.5 and 0.8,
 OpenImages-like) with the same masks for every method:
 
 1. every loss preset trains a linear head on the cached embeddings and is scored by mAP on the
@@ -31,13 +32,20 @@ from typing import Any
 
 import torch
 
+from app.pipeline.config import CycleConfig, WeightsSource
 from app.store import open_store
-from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_data import (
+    PROTOCOLS,
+    SeedData,
+    bench_weights_source,
+    prepare_seed,
+    protocol_targets,
+    resolve_bench_weights,
+)
 from bench.quality_methods import HeadSettings, evaluate_protocol, supervised_map
 from bench.quality_oracle import run_oracle
 from bench.quality_report import markdown_tables, summarize, write_report
 from core.losses import list_losses
-from core.pretrain import StandInConfig, ensure_standin, standin_path
 from core.ranking import DEFAULT_RANKER
 from core.synthetic import SceneConfig
 from db.engine import labelmend_home
@@ -57,8 +65,12 @@ class QualitySettings:
         seeds: number of seeds (each a new dataset and new masks, shared by every method).
         first_seed: dataset seed of the first seed; the others follow.
         num_classes: C of the generated scenes.
-        image_size: px, for rendering and embedding.
-        backbone: timm name of the frozen backbone.
+        image_size: px, the size images are rendered at.
+        backbone: timm name of the frozen backbone (the cycle's default).
+        pretrained: its weights (the cycle's default; ``packaged``, ``hub`` or ``none``); inputs are
+            mean/std normalised when they expect it (``WeightsSource.normalizes_inputs``).
+        embed_size: px, the size rendered images are resized to for the backbone (the cycle's
+            default ``image_size``).
         split_fractions: train / val / test; val is not used.
         fpc_per_class: N of FPC (positives and negatives kept per class).
         protocols: protocol names (:data:`bench.quality_data.PROTOCOLS`).
@@ -68,7 +80,6 @@ class QualitySettings:
         oracle_losses: the arms of the review loop.
         oracle_cycles: review cycles.
         oracle_review: R, suggestions reviewed per cycle.
-        standin: how the stand-in backbone is pretrained (cached under the cache folder).
         workers: processes rendering images.
     """
 
@@ -77,7 +88,9 @@ class QualitySettings:
     first_seed: int = 1000
     num_classes: int = 24
     image_size: int = 64
-    backbone: str = "resnet10t"
+    backbone: str = CycleConfig.backbone
+    pretrained: WeightsSource = CycleConfig.pretrained
+    embed_size: int = CycleConfig.image_size
     split_fractions: tuple[float, float, float] = (0.7, 0.0, 0.3)
     fpc_per_class: int = 50
     protocols: tuple[str, ...] = PROTOCOLS
@@ -87,7 +100,6 @@ class QualitySettings:
     oracle_losses: tuple[str, ...] = ("csl", "negative", "ignore")
     oracle_cycles: int = 3
     oracle_review: int = 300
-    standin: StandInConfig = field(default_factory=StandInConfig)
     workers: int = 2
 
     def __post_init__(self) -> None:
@@ -99,8 +111,11 @@ class QualitySettings:
         bad = [n for n in (*self.losses, *self.oracle_losses) if n not in list_losses()]
         if bad:
             raise ValueError(f"unknown loss {bad[0]!r}; valid: {', '.join(list_losses())}")
-        if (self.standin.backbone, self.standin.image_size) != (self.backbone, self.image_size):
-            raise ValueError("standin.backbone and standin.image_size must match backbone and image_size")
+        object.__setattr__(self, "pretrained", bench_weights_source(self.pretrained))
+        if self.embed_size < 16 or self.image_size < 16:
+            raise ValueError(
+                f"image_size and embed_size must be ≥ 16 px, got {self.image_size} and {self.embed_size}"
+            )
 
     @classmethod
     def quick(cls, **overrides: Any) -> QualitySettings:
@@ -113,8 +128,8 @@ class QualitySettings:
         return SceneConfig(num_classes=self.num_classes, image_size=self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
-        """Primitives only."""
-        return dataclasses.asdict(self)
+        """Primitives only (``pretrained`` as its value)."""
+        return {**dataclasses.asdict(self), "pretrained": self.pretrained.value}
 
 
 def total_steps(settings: QualitySettings) -> int:
@@ -186,7 +201,7 @@ def run_quality_bench(
 
     Args:
         settings: what to run.
-        cache_dir: cache folder (stand-in checkpoint, rendered images, embeddings); reused by
+        cache_dir: cache folder (converted weights, rendered images, embeddings); reused by
             later runs with the same settings.
         out_dir: where the report goes; None writes nothing.
         step: progress callback, called :func:`total_steps` times.
@@ -197,9 +212,7 @@ def run_quality_bench(
     """
     started = time.perf_counter()
     say = step or (lambda _m: None)
-    cached = standin_path(cache_dir, settings.standin).is_file()
-    weights = str(ensure_standin(cache_dir, settings.standin, device="cpu"))
-    standin_seconds = None if cached else time.perf_counter() - started
+    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
     per_seed = []
     with tempfile.TemporaryDirectory(prefix="labelmend-quality-") as tmp:
         for i in range(settings.seeds):
@@ -211,35 +224,49 @@ def run_quality_bench(
                 split_fractions=settings.split_fractions,
                 backbone=settings.backbone,
                 weights=weights,
+                embed_size=settings.embed_size,
+                normalize=settings.pretrained.normalizes_inputs,
                 cache_dir=cache_dir,
                 workers=settings.workers,
             )
             say(f"seed {seed}: {len(data.train)} train / {len(data.test)} test images embedded")
             per_seed.append(run_seed(settings, seed, data, Path(tmp), say))
     config = {**settings.to_dict(), "command": command, "n_train": len(data.train), "n_test": len(data.test),
-              "standin_seconds": standin_seconds, "ranker": DEFAULT_RANKER.value}  # fmt: skip
+              "ranker": DEFAULT_RANKER.value}  # fmt: skip
     results = summarize(per_seed, config, time.perf_counter() - started)
     if out_dir is not None:
         write_report(results, out_dir)
     return results
 
 
-def quality_command(*, quick: bool, seeds: int | None, out: Path) -> None:
-    """`labelmend bench quality`: run with a progress bar, print the tables, write the report to ``out``."""
+def quality_command(
+    *, quick: bool, seeds: int | None, out: Path, weights: dict[str, Any] | None = None
+) -> None:
+    """`labelmend bench quality`: run with a progress bar, print the tables, write the report to ``out``.
+
+    ``weights``: overrides of ``backbone`` / ``pretrained`` / ``embed_size`` (CLI options given).
+
+    Raises:
+        ValueError: invalid settings (one line).
+    """
     from rich.console import Console
     from rich.markdown import Markdown
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    overrides = {"seeds": seeds} if seeds is not None else {}
+    overrides: dict[str, Any] = {**({"seeds": seeds} if seeds is not None else {}), **(weights or {})}
     settings = QualitySettings.quick(**overrides) if quick else QualitySettings(**overrides)
+    options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (weights or {}).items())
     command = (
-        "labelmend bench quality" + (" --quick" if quick else "") + (f" --seeds {seeds}" if seeds else "")
+        "labelmend bench quality"
+        + (" --quick" if quick else "")
+        + (f" --seeds {seeds}" if seeds else "")
+        + options
     )
     console = Console()
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("stand-in backbone and data", total=total_steps(settings))
+        task = progress.add_task("weights, images and embeddings", total=total_steps(settings))
 
         def step(message: str) -> None:
             progress.update(task, advance=1, description=message)

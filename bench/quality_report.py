@@ -232,25 +232,18 @@ def markdown_tables(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _standin_note(settings: dict[str, Any]) -> str:
-    seconds = settings.get("standin_seconds")
-    if seconds is None:
-        return "stand-in backbone taken from the cache"
-    return f"including {seconds:.0f} s pretraining the stand-in backbone"
-
-
 def markdown_report(results: dict[str, Any]) -> str:
     """The whole markdown report: what was run, then :func:`markdown_tables`."""
     s = results["settings"]
     head = [
         "# labelmend quality benchmark",
         "",
-        f"Command: `{s.get('command', 'labelmend bench quality')}` — wall time {results['wall_seconds']:.0f} s "
-        f"({_standin_note(s)}), seeds {', '.join(str(x) for x in results['seeds'])}.",
+        f"Command: `{s.get('command', 'labelmend bench quality')}` — wall time {results['wall_seconds']:.0f} s"
+        f", seeds {', '.join(str(x) for x in results['seeds'])}.",
         "",
         f"Generated data: {s['n_images']:,} images per seed ({s['n_train']:,} train, {s['n_test']:,} fully "
-        f"labelled test), {s['num_classes']} classes, {s['image_size']} px. Frozen stand-in backbone "
-        f"`{s['backbone']}` (pretrained offline on a disjoint generated set), pooled embeddings cached once "
+        f"labelled test), {s['num_classes']} classes, rendered at {s['image_size']} px. Frozen backbone "
+        f"`{s['backbone']}` ({s['pretrained']} weights) at {s['embed_size']} px, pooled embeddings cached once "
         f"per seed; every method trains a linear head on them ({s['head']['epochs']} epochs, batch "
         f"{s['head']['batch_size']}, lr {s['head']['lr']}) with the same masks. Protocols: FPC(N="
         f"{s['fpc_per_class']}), RPS(0.5), RPS(0.8), OpenImages-like (2 verified positives and 4 verified "

@@ -15,7 +15,8 @@ the csl model is retrained after adding to the partial labels
 and the test mAP of each is compared, paired, with the model before review (``base``).
 
 Run: ``labelmend bench review-study [--seeds 3] [--review 300]`` (uses the quality
-benchmark's cached stand-in and embeddings under ``LABELMEND_HOME``; about a minute per seed).
+benchmark's settings, rendered images and cached embeddings under ``LABELMEND_HOME``; about a
+minute per seed once embedded).
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.quality import QualitySettings, _mask_seed
-from bench.quality_data import SeedData, prepare_seed, protocol_targets
+from bench.quality_data import SeedData, prepare_seed, protocol_targets, resolve_bench_weights
 from bench.quality_methods import HeadSettings, cross_fit, fit_head
 from core.constants import UNKNOWN
 from core.metrics import full_map
-from core.pretrain import ensure_standin
 from core.priors import model_prior
 from core.ranking import top_unknown
-from core.synthetic import SceneConfig
 from core.train import predict_head
 from db.engine import labelmend_home
 
@@ -87,12 +86,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     st = QualitySettings()
     cache = labelmend_home() / "cache"
-    weights = str(ensure_standin(cache, st.standin, device="cpu"))
-    scene = SceneConfig(num_classes=st.standin.num_classes, image_size=st.standin.image_size)
+    weights = resolve_bench_weights(st.backbone, st.pretrained, cache)
     rows = []
     for seed in range(st.first_seed, st.first_seed + args.seeds):
-        data = prepare_seed(seed, n_images=st.n_images, scene=scene, split_fractions=st.split_fractions,
-                            backbone=st.standin.backbone, weights=weights, cache_dir=cache)  # fmt: skip
+        data = prepare_seed(seed, n_images=st.n_images, scene=st.scene(), split_fractions=st.split_fractions,
+                            backbone=st.backbone, weights=weights, embed_size=st.embed_size,
+                            normalize=st.pretrained.normalizes_inputs, cache_dir=cache)  # fmt: skip
         targets = protocol_targets(data, "openimages", fpc_per_class=st.fpc_per_class,
                                    seed=_mask_seed(seed, "openimages"))  # fmt: skip
         rows.append(study_seed(data, targets, review=args.review, seed=seed))

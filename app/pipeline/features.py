@@ -19,32 +19,23 @@ from common.progress import Progress
 from core.device import seed_everything
 from core.embeddings import EmbeddingCache, embed_images, embedding_key
 from core.models import create_model, ensure_packaged, feature_dim
-from core.pretrain import StandInConfig, ensure_standin, standin_path
 
 # Seconds between appends of computed embeddings to the cache: the most extraction work a killed
 # worker loses (each append also rewrites the cache's id index, so not much more often than this).
 EMBED_FLUSH_S = 10.0
-#: Inputs are not mean/std normalised (``core.data.data_config_for``): the embeddings' cache key.
-NORMALIZE = False
 
 
 def resolve_weights(config: CycleConfig, cache_dir: Path, report: Progress | None = None) -> str:
     """The weights to start from, as ``core.models.create_model`` takes them: ``hub``, ``none`` or a path.
 
-    ``standin`` is pretrained once and ``packaged`` converted once into ``cache_dir``; both become
-    the cached file's path (so the embedding cache, the checkpoints and ``labelmend predict`` see
-    one file).
+    ``packaged`` is converted once into ``cache_dir`` and becomes the cached file's path (so the
+    embedding cache, the checkpoints and ``labelmend predict`` see one file).
     """
     source = config.pretrained
     if source is WeightsSource.FILE:
         return str(config.pretrained_file)
     if source is WeightsSource.PACKAGED:
         return str(ensure_packaged(config.backbone, cache_dir))
-    if source is WeightsSource.STANDIN:
-        cfg = StandInConfig(backbone=config.backbone, image_size=config.image_size)
-        if report is not None and not standin_path(cache_dir, cfg).is_file():
-            report(0.0, "pretraining the offline stand-in backbone (once, a minute or two)")
-        return str(ensure_standin(cache_dir, cfg, device=config.device))
     return source.value  # hub, none
 
 
@@ -65,7 +56,8 @@ def feature_backbone(backbone: str, n_classes: int, weights: str, *, seed: int) 
 def feature_cache(config: CycleConfig, n_classes: int, cache_dir: Path, weights: str) -> EmbeddingCache:
     """The embedding cache the features stage of ``config`` reads and fills, (image id → (D,) vector)."""
     model = feature_backbone(config.backbone, n_classes, weights, seed=config.seed)
-    key = embedding_key(model, backbone=config.backbone, image_size=config.image_size, normalize=NORMALIZE)
+    normalize = config.pretrained.normalizes_inputs
+    key = embedding_key(model, backbone=config.backbone, image_size=config.image_size, normalize=normalize)
     return EmbeddingCache(cache_dir, key, feature_dim(model))
 
 
@@ -89,7 +81,7 @@ def prepare_features(scorer: Scorer, report: Progress) -> None:
         scorer.cache_dir,
         backbone=config.backbone,
         image_size=config.image_size,
-        normalize=NORMALIZE,
+        normalize=config.pretrained.normalizes_inputs,
         batch_size=config.batch_size,
         num_workers=config.workers,
         device=config.device,

@@ -55,7 +55,7 @@ class Scorer:
         config: the cycle's settings.
         data: the dataset's labels as arrays (N images, C classes).
         work_dir: where this cycle's heads and checkpoints are written.
-        cache_dir: ``$LABELMEND_HOME/cache`` (embeddings, stand-in and packaged weights).
+        cache_dir: ``$LABELMEND_HOME/cache`` (embeddings and converted packaged weights).
         should_stop: polled while training and embedding; True stops with :class:`CycleStopped`.
         skipped: image id → why it was unreadable, filled as images are read.
         features: (M, D) float32 pooled embeddings (head mode, after the features stage).
@@ -130,6 +130,7 @@ def train_scorer(
         "backbone": scorer.config.backbone,
         "pretrained": scorer.weights,
         "image_size": scorer.config.image_size,
+        "normalize": scorer.config.pretrained.normalizes_inputs,
         "mode": scorer.mode.value,
         "class_keys": list(scorer.data.class_keys),
     }
@@ -182,6 +183,7 @@ def _finetune(
         num_classes=scorer.data.n_classes,
         pretrained=scorer.weights,
         image_size=cfg.image_size,
+        normalize=cfg.pretrained.normalizes_inputs,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr or FINETUNE_LR,
@@ -210,6 +212,7 @@ def _finetune(
             model,
             source.subset(sel),
             image_size=cfg.image_size,
+            normalize=ft_cfg.normalize,
             batch_size=cfg.batch_size,
             num_workers=cfg.workers,
             device=cfg.device,

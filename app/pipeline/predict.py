@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.pipeline.features import NORMALIZE, feature_backbone
+from app.pipeline.features import feature_backbone
 from app.store import Store
 from common.atomic import atomic_open
 from common.images import IMAGE_SUFFIXES
@@ -53,13 +53,15 @@ def predict_folder(
         backbone = feature_backbone(meta["backbone"], len(keys), meta["pretrained"], seed=seed)
         with tempfile.TemporaryDirectory() as tmp:  # new images must not mix with the dataset's cache
             emb = embed_images(backbone, source, tmp, backbone=meta["backbone"], image_size=meta["image_size"],
-                               normalize=NORMALIZE, device=device)  # fmt: skip
+                               normalize=bool(meta.get("normalize", False)), device=device)  # fmt: skip
             probs = np.full((len(source), len(keys)), np.nan, dtype=np.float32)
             probs[emb.indices] = predict_head(head, emb.embeddings)
         skipped = emb.skipped
     else:
         model, cfg = load_finetuned(artifacts["checkpoint"])
-        probs, skipped = predict_images(model, source, image_size=cfg.image_size, device=device)
+        probs, skipped = predict_images(
+            model, source, image_size=cfg.image_size, normalize=cfg.normalize, device=device
+        )
     rows = 0
     with atomic_open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

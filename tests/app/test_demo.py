@@ -33,6 +33,6 @@ def test_prepare_demo_imports_and_queues_once(
         splits = set(s.scalars(select(Image.split)))
         assert splits == {"train", "val", "test"}
         job = jobs.get_job(s, info.job_id)
-        assert job.kind == "cycle" and job.payload["pretrained"] == "standin"
+        assert job.kind == "cycle" and job.payload["pretrained"] == "packaged"
     again = prepare_demo(store, n_images=60, image_size=32)
     assert not again.created and again.job_id is None

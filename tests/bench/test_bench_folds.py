@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from app.cli import app as cli
 from bench.folds_study import FoldsSettings, markdown_report, run_folds_study
-from core.pretrain import StandInConfig
 
 
 def test_study_runs_a_cycle_per_k_and_scores_the_stored_ranking(
@@ -18,7 +17,7 @@ def test_study_runs_a_cycle_per_k_and_scores_the_stored_ranking(
 ) -> None:
     monkeypatch.setenv("LABELMEND_HOME", str(tmp_path / "home"))
     settings = FoldsSettings(n_images=200, seeds=1, folds=(1, 2), protocols=("rps-0.5",), epochs=5,
-                             standin=StandInConfig(image_size=32, n_images=96, epochs=1))  # fmt: skip
+                             image_size=32, embed_size=64)  # fmt: skip
     steps: list[str] = []
     results = run_folds_study(settings, out_dir=tmp_path / "out", step=steps.append)
 
@@ -44,5 +43,13 @@ def test_settings_are_validated_and_the_command_parses() -> None:
         FoldsSettings(folds=(0,))
     with pytest.raises(ValueError, match="unknown protocol"):
         FoldsSettings(protocols=("rps-0.3",))
+    with pytest.raises(ValueError, match="not 'file'"):
+        FoldsSettings(pretrained="file")
+    default = FoldsSettings()
+    assert (default.backbone, default.pretrained.value, default.image_size, default.embed_size) == (
+        "tf_efficientnet_lite0", "packaged", 64, 224)  # fmt: skip
     result = CliRunner().invoke(cli, ["bench", "folds", "--help"])
     assert result.exit_code == 0 and "--quick" in result.output and "--seeds" in result.output
+    assert "--pretrained" in result.output and "--embed-size" in result.output
+    refused = CliRunner().invoke(cli, ["bench", "folds", "--quick", "--pretrained", "file"])
+    assert refused.exit_code == 1 and "not 'file'" in refused.output

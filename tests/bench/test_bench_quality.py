@@ -1,8 +1,8 @@
 """`labelmend bench quality` end to end on tiny settings: the report's structure and sanity.
 
-The run uses the ``--quick`` preset scaled down through its parameters (240 images at 32 px, a
-stand-in backbone pretrained for one epoch on 128 images, 10-epoch heads), so it checks that every
-part runs and reports sane numbers, not which method wins.
+The run uses the ``--quick`` preset scaled down through its parameters (240 images rendered at
+32 px and embedded at 64 px by the default backbone with its packaged ImageNet weights, 10-epoch
+heads), so it checks that every part runs and reports sane numbers, not which method wins.
 """
 
 from __future__ import annotations
@@ -18,24 +18,25 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from app.cli import app as cli
+from app.pipeline.config import WeightsSource
 from app.pipeline.load import load_dataset
 from app.store import open_store
 from bench.quality import QualitySettings, run_quality_bench, total_steps
-from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets
+from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets, resolve_bench_weights
 from bench.quality_methods import K_LABELS, PRIOR_ESTIMATORS, RANKERS, HeadSettings, ranking_quality
 from bench.quality_oracle import ORACLE, run_oracle
 from bench.quality_report import markdown_tables
 from core.losses import list_losses
-from core.pretrain import StandInConfig, ensure_standin
+from core.synthetic import SceneConfig
 from db.datasets import get_dataset
 from db.models import Label, LabelEvent, Suggestion
 
-TINY_STANDIN = StandInConfig(image_size=32, n_images=128, epochs=1)
+TINY_EMBED = 64
 
 
 def _tiny(**overrides: Any) -> QualitySettings:
-    base: dict[str, Any] = dict(n_images=240, seeds=2, image_size=32, fpc_per_class=8, oracle_review=30,
-                                oracle_cycles=2, head=HeadSettings(epochs=10), standin=TINY_STANDIN)  # fmt: skip
+    base: dict[str, Any] = dict(n_images=240, seeds=2, image_size=32, embed_size=TINY_EMBED, fpc_per_class=8,
+                                oracle_review=30, oracle_cycles=2, head=HeadSettings(epochs=10))  # fmt: skip
     return QualitySettings.quick(**{**base, **overrides})
 
 
@@ -60,16 +61,26 @@ def test_quick_preset_and_validation() -> None:
         QualitySettings(protocols=("rps-0.3",))
     with pytest.raises(ValueError, match="unknown loss 'bce'"):
         QualitySettings(oracle_losses=("bce",))
-    with pytest.raises(ValueError, match="standin"):
-        QualitySettings(image_size=32)
+    default = QualitySettings()
+    assert (default.backbone, default.pretrained, default.image_size, default.embed_size) == (
+        "tf_efficientnet_lite0", WeightsSource.PACKAGED, 64, 224)  # fmt: skip
+    assert QualitySettings(pretrained="none").pretrained is WeightsSource.NONE
+    with pytest.raises(ValueError, match="embed with pretrained packaged, hub, none, not 'file'"):
+        QualitySettings(pretrained="file")
+    with pytest.raises(ValueError, match="unknown weights source 'standin'"):
+        QualitySettings(pretrained="standin")
+    with pytest.raises(ValueError, match="embed_size must be"):
+        QualitySettings(embed_size=8)
 
 
 def test_command_options_parse() -> None:
     result = CliRunner().invoke(cli, ["bench", "quality", "--help"])
     assert result.exit_code == 0
-    for option in ("--quick", "--seeds", "--out"):
+    for option in ("--quick", "--seeds", "--out", "--backbone", "--pretrained", "--embed-size"):
         assert option in result.output
     assert CliRunner().invoke(cli, ["bench", "quality", "--seeds", "0"]).exit_code == 2
+    refused = CliRunner().invoke(cli, ["bench", "quality", "--quick", "--pretrained", "file"])
+    assert refused.exit_code == 1 and "not 'file'" in refused.output
 
 
 def test_results_json_has_the_contract_keys(run: tuple[dict[str, Any], Path, list[str]]) -> None:
@@ -77,6 +88,12 @@ def test_results_json_has_the_contract_keys(run: tuple[dict[str, Any], Path, lis
     assert len(steps) == total_steps(_tiny())
     on_disk = json.loads((out / "results.json").read_text())  # strict JSON: no NaN
     assert on_disk["seeds"] == [1000, 1001]
+    settings = on_disk["settings"]
+    assert (settings["pretrained"], settings["image_size"], settings["embed_size"]) == (
+        "packaged",
+        32,
+        TINY_EMBED,
+    )
     for key in ("map", "prior_mae", "precision_at_k", "suggestion_ap", "map_diff_vs_csl"):
         assert list(on_disk[key]) == list(PROTOCOLS), key
     for p in PROTOCOLS:
@@ -150,9 +167,32 @@ def test_ranking_quality_counts_hits_in_rank_order() -> None:
 @pytest.fixture(scope="module")
 def seed_data(cache_dir: Path) -> SeedData:
     settings = _tiny()
-    weights = str(ensure_standin(cache_dir, TINY_STANDIN, device="cpu"))
+    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
     return prepare_seed(7, n_images=120, scene=settings.scene(), split_fractions=(0.7, 0.0, 0.3),
-                        backbone="resnet10t", weights=weights, cache_dir=cache_dir)  # fmt: skip
+                        backbone=settings.backbone, weights=weights, embed_size=TINY_EMBED, normalize=True,
+                        cache_dir=cache_dir)  # fmt: skip
+
+
+def test_embedding_caches_keep_render_size_and_normalisation_apart(
+    cache_dir: Path, seed_data: SeedData
+) -> None:
+    settings = _tiny()
+    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
+
+    def prepare(render: int, normalize: bool) -> SeedData:
+        return prepare_seed(7, n_images=120, scene=SceneConfig(image_size=render), split_fractions=(0.7, 0.0, 0.3),
+                            backbone=settings.backbone, weights=weights, embed_size=TINY_EMBED,
+                            normalize=normalize, cache_dir=cache_dir)  # fmt: skip
+
+    again = prepare(32, True)  # the same settings: read back from the cache
+    np.testing.assert_array_equal(again.x_train, seed_data.x_train)
+    other_render = prepare(48, True)  # same seed, same ImageIDs, other pixels
+    assert other_render.dataset.image_ids == seed_data.dataset.image_ids
+    assert not set(other_render.image_ids) & set(seed_data.image_ids)
+    assert not np.allclose(other_render.x_train, seed_data.x_train)
+    unnormalised = prepare(32, False)
+    assert unnormalised.image_ids == seed_data.image_ids
+    assert not np.allclose(unnormalised.x_train, seed_data.x_train)
 
 
 def test_oracle_decides_through_the_review_path(db_url: str, seed_data: SeedData) -> None:

@@ -86,7 +86,7 @@ def _more_settings() -> None:
         **_choices(WeightsSource.values(), DEFAULTS.pretrained),
         key="train-pretrained",
         help="hub: timm download; packaged: ImageNet weights from a pip package (offline); none: random; "
-        "standin: offline demo weights; file: the checkpoint below.",
+        "file: the checkpoint below.",
     )
     a2.selectbox(
         "Class prior",

@@ -130,7 +130,7 @@ def test_choices_come_from_the_enums() -> None:
     for text in (
         "--prior-file",
         "model, naive, file",
-        "'hub', 'packaged', 'none', 'standin'",
+        "'hub', 'packaged', 'none'",
         "head",
         "finetune",
     ):

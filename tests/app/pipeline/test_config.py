@@ -41,7 +41,7 @@ OLD_PAYLOAD: dict[str, Any] = {
 
 def test_defaults_are_enums() -> None:
     config = CycleConfig(dataset="toy")
-    assert config.pretrained is WeightsSource.HUB and config.pretrained_file is None
+    assert config.pretrained is WeightsSource.PACKAGED and config.pretrained_file is None
     assert config.mode is TrainMode.HEAD
     assert config.loss is LossName.CSL
     assert config.prior is PriorSource.MODEL and config.prior_file is None
@@ -88,12 +88,21 @@ def test_from_dict_reads_the_previous_versions_payload() -> None:
 
 @pytest.mark.parametrize(
     ("old", "source"),
-    [("hub", WeightsSource.HUB), ("none", WeightsSource.NONE), ("standin", WeightsSource.STANDIN),
-     ("packaged", WeightsSource.PACKAGED)],
+    [("hub", WeightsSource.HUB), ("none", WeightsSource.NONE), ("packaged", WeightsSource.PACKAGED)],
 )  # fmt: skip
 def test_from_dict_reads_old_weights_names(old: str, source: WeightsSource) -> None:
     config = CycleConfig.from_dict({"dataset": "toy", "pretrained": old, "prior": "naive"})
     assert (config.pretrained, config.pretrained_file, config.prior) == (source, None, PriorSource.NAIVE)
+
+
+@pytest.mark.parametrize("old", ["standin", " StandIn "])
+def test_a_stored_standin_config_is_refused_naming_packaged(old: str) -> None:
+    """The stand-in backbone was removed: an old payload must not become a checkpoint path "standin"."""
+    with pytest.raises(ValueError, match=r"^pretrained 'standin' .* was removed; use 'packaged'") as info:
+        CycleConfig.from_dict({"dataset": "toy", "pretrained": old})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="use 'packaged'"):
+        parse_weights(old)
 
 
 def test_prior_run_config_is_readable() -> None:
@@ -108,7 +117,7 @@ def test_prior_run_config_is_readable() -> None:
         ({"prior_file": "/p.csv"}, "prior_file '/p.csv' is given but prior is 'model', not 'file'"),
         ({"prior": "file"}, "prior is 'file' but no prior_file is given; pass the file's path"),
         ({"pretrained": "file"}, "pretrained is 'file' but no pretrained_file is given"),
-        ({"pretrained_file": "/w.pt"}, "pretrained_file '/w.pt' is given but pretrained is 'hub'"),
+        ({"pretrained_file": "/w.pt"}, "pretrained_file '/w.pt' is given but pretrained is 'packaged'"),
         ({"loss": "focal"}, "unknown loss 'focal'; valid losses: ignore, negative"),
         ({"mode": "linear"}, "unknown training mode 'linear'; valid modes: head, finetune"),
         ({"prior": "mean"}, "unknown prior source 'mean'; valid prior sources: model, naive, file"),
@@ -149,5 +158,5 @@ def test_parse_prior_and_weights() -> None:
     ):
         with pytest.raises(ValueError, match=message):
             parse_prior(bad)
-    assert parse_weights("standin") == (WeightsSource.STANDIN, None)
+    assert parse_weights("packaged") == (WeightsSource.PACKAGED, None)
     assert parse_weights("ckpt/w.pt") == (WeightsSource.FILE, Path("ckpt/w.pt"))
