@@ -318,7 +318,7 @@ def _lbfgs_round(
         value.backward()
         return value
 
-    start = float(optimizer.step(closure))
+    start = float(optimizer.step(closure).detach())
     with torch.no_grad():
         end = float(objective())
     return start, end
