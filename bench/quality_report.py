@@ -181,6 +181,14 @@ def _scored(head: dict[str, Any]) -> str:
     return "scored in-sample (cycle --folds 1)" if k <= 1 else f"{k}-fold cross-fitted (cycle --folds {k})"
 
 
+def _solver(head: dict[str, Any]) -> str:
+    """How the heads were optimised, as ``core.train.HeadConfig`` resolves its default solver."""
+    adam = f"{head['epochs']} epochs, batch {head['batch_size']}, lr {head['lr']}"
+    if int(head.get("hidden", 0)) > 0:
+        return f"mini-batch Adam, {adam}"
+    return f"full-batch L-BFGS on the L2-regularised loss while N·D·C ≤ 1e9, else mini-batch Adam ({adam})"
+
+
 def markdown_tables(results: dict[str, Any]) -> str:
     """The report's tables (mAP, paired differences, orderings, priors, suggestions, review loop)."""
     protocols = list(results["map"])
@@ -244,8 +252,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"Generated data: {s['n_images']:,} images per seed ({s['n_train']:,} train, {s['n_test']:,} fully "
         f"labelled test), {s['num_classes']} classes, rendered at {s['image_size']} px. Frozen backbone "
         f"`{s['backbone']}` ({s['pretrained']} weights) at {s['embed_size']} px, pooled embeddings cached once "
-        f"per seed; every method trains a linear head on them ({s['head']['epochs']} epochs, batch "
-        f"{s['head']['batch_size']}, lr {s['head']['lr']}) with the same masks. Protocols: FPC(N="
+        f"per seed; every method trains a linear head on them with the same masks ({_solver(s['head'])}). "
+        f"Protocols: FPC(N="
         f"{s['fpc_per_class']}), RPS(0.5), RPS(0.8), OpenImages-like (2 verified positives and 4 verified "
         "negatives per image, negatives favouring common and look-alike classes).",
         "",
