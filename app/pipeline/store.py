@@ -14,6 +14,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+from sqlalchemy.orm import Session
+
 from app.pipeline.evaluate import Validation
 from app.pipeline.fit import Fit
 from app.pipeline.load import DatasetArrays
@@ -70,17 +73,18 @@ def start_run(
         return runs.create_run(s, data.dataset_id, kind, config, parent_id=parent_id, job_id=job_id).id
 
 
+def _write_class_stats(
+    s: Session, run_id: int, data: DatasetArrays, priors: Priors, ap: np.ndarray | None = None
+) -> None:
+    """The run's per-class priors (naive, model, used) and, for a target run, its AP (C,) in [0, 1]."""
+    runs.write_class_stats(s, run_id, data.class_ids.tolist(), prior_naive=priors.naive,
+                           prior_model=priors.model, prior_used=priors.used, ap=ap)  # fmt: skip
+
+
 def store_prior_run(store: Store, run_id: int, data: DatasetArrays, priors: Priors) -> None:
     """One transaction: the prior run's per-class priors, metrics and artifacts, the run succeeded."""
     with store.write() as s:
-        runs.write_class_stats(
-            s,
-            run_id,
-            data.class_ids.tolist(),
-            prior_naive=priors.naive,
-            prior_model=priors.model,
-            prior_used=priors.used,
-        )
+        _write_class_stats(s, run_id, data, priors)
         runs.finish_run(
             s,
             run_id,
@@ -122,15 +126,7 @@ def store_target_run(
             probs=suggestions.probs,
             priors=suggestions.priors,
         )
-        runs.write_class_stats(
-            s,
-            run_id,
-            data.class_ids.tolist(),
-            prior_naive=priors.naive,
-            prior_model=priors.model,
-            prior_used=priors.used,
-            ap=validation.per_class_ap,
-        )
+        _write_class_stats(s, run_id, data, priors, ap=validation.per_class_ap)
         timings = end_timing()
         metrics = {
             "partial_map": json_number(validation.map),
