@@ -99,11 +99,16 @@ def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
 
 def power(base: torch.Tensor, gamma: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """``base ** gamma``: ``base`` itself for 1, else ``out`` (or a new tensor); integer exponents
-    up to 16 by multiplication in place (faster than ``torch.pow`` with a float exponent)."""
+    up to 16 by multiplication in place, half-integers as that times ``sqrt(base)`` (both faster than
+    ``torch.pow`` with a float exponent)."""
     if gamma == 1.0:
         return base
     if gamma == 0.0:
         return torch.ones_like(base) if out is None else out.fill_(1.0)
+    whole = math.floor(gamma)
+    if whole >= 1 and gamma - whole == 0.5 and gamma <= 16:
+        res = torch.sqrt(base, out=out) if out is not None else torch.sqrt(base)
+        return res.mul_(power(base, float(whole))) if whole > 1 else res.mul_(base)
     if not (gamma.is_integer() and gamma <= 16):
         return torch.pow(base, gamma, out=out) if out is not None else torch.pow(base, gamma)
     bits = bin(int(gamma))[3:]  # left-to-right binary exponentiation after the leading 1

@@ -434,7 +434,7 @@ def test_presets_hold_the_documented_settings() -> None:
     assert (csl.mode, csl.gamma_neg, csl.gamma_unann, csl.prior_threshold, csl.likelihood_topk) == (
         "selective",
         1.0,
-        4.0,
+        1.5,
         0.5,
         5.0,
     )
@@ -724,3 +724,15 @@ def test_backward_scales_with_grad_output_and_supports_retain_graph() -> None:
     expected.backward()
     assert value_t == pytest.approx(float(expected.detach()), rel=1e-12)
     np.testing.assert_allclose(grad_t.numpy(), xr.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 4.5, 7.0, 16.5, 17.0])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_power_matches_torch_pow(gamma: float, with_out: bool) -> None:
+    """The multiplied-out integer and half-integer exponents equal ``torch.pow`` (q in [0, 1])."""
+    from core.losses._bce import power
+
+    base = torch.linspace(0.0, 1.0, 1001, dtype=torch.float64)
+    out = torch.empty_like(base) if with_out else None
+    got = power(base.clone(), gamma, out)
+    torch.testing.assert_close(got, torch.pow(base, gamma), rtol=1e-12, atol=1e-15)
