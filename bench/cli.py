@@ -131,12 +131,19 @@ def bench_quality(
     backbone: _BackboneOption = None,
     pretrained: _PretrainedOption = None,
     embed_size: _EmbedSizeOption = None,
+    first_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Dataset seed of the first seed (default 1000): fresh seeds check a tuned default."
+        ),
+    ] = None,
 ) -> None:
     """Measure CSL, the class priors and the missing-label suggestions on generated data with known truth."""
     from bench.quality import quality_command  # imports torch: only when this command runs
 
     try:
-        quality_command(quick=quick, seeds=seeds, out=out, weights=_weights(backbone, pretrained, embed_size))
+        quality_command(quick=quick, seeds=seeds, out=out, weights=_weights(backbone, pretrained, embed_size),
+                        first_seed=first_seed)  # fmt: skip
     except ValueError as e:
         typer.echo(f"Error: {e}", err=True)
         raise typer.Exit(1) from None

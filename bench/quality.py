@@ -240,11 +240,17 @@ def run_quality_bench(
 
 
 def quality_command(
-    *, quick: bool, seeds: int | None, out: Path, weights: dict[str, Any] | None = None
+    *,
+    quick: bool,
+    seeds: int | None,
+    out: Path,
+    weights: dict[str, Any] | None = None,
+    first_seed: int | None = None,
 ) -> None:
     """`labelmend bench quality`: run with a progress bar, print the tables, write the report to ``out``.
 
-    ``weights``: overrides of ``backbone`` / ``pretrained`` / ``embed_size`` (CLI options given).
+    ``weights``: overrides of ``backbone`` / ``pretrained`` / ``embed_size`` (CLI options given);
+    ``first_seed``: the dataset seed of the first seed (None: the default).
 
     Raises:
         ValueError: invalid settings (one line).
@@ -254,12 +260,15 @@ def quality_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     overrides: dict[str, Any] = {**({"seeds": seeds} if seeds is not None else {}), **(weights or {})}
+    if first_seed is not None:
+        overrides["first_seed"] = first_seed
     settings = QualitySettings.quick(**overrides) if quick else QualitySettings(**overrides)
     options = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (weights or {}).items())
     command = (
         "labelmend bench quality"
         + (" --quick" if quick else "")
         + (f" --seeds {seeds}" if seeds else "")
+        + (f" --first-seed {first_seed}" if first_seed is not None else "")
         + options
     )
     console = Console()
