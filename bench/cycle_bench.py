@@ -5,7 +5,9 @@ annotated cells per image). The embeddings are written into the real embedding c
 cycle's features step opens (:func:`app.pipeline.features.feature_cache`), so the cycle runs its
 real code path (cache hits, no image decoding):
 prior model, priors, target model, partial mAP, scoring every unknown cell, storing the top-K
-suggestions. Prints the time of each stage.
+suggestions. Prints the time of each stage, in seconds and as a multiple of a float32 matmul measured
+in the same run (:mod:`bench.calibration`; the store stage also against a plain SQLite insert), so
+figures from another machine compare.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from app.pipeline.cycle import CycleResult, run_cycle
 from app.pipeline.features import feature_cache, resolve_weights
 from app.pipeline.ingest import ingest_arrays
 from app.store import open_store
+from bench.calibration import measure_calibration
 
 
 @dataclass(frozen=True)
@@ -91,14 +94,17 @@ def run_cycle_bench(  # type: ignore[no-untyped-def]
             f"{cfg.backbone} has {cache.dim}-d features, not {cfg.dim}; pick a {cfg.dim}-d backbone"
         )
     cache.append(ids, emb)
+    calibration = measure_calibration()
+    echo(calibration.describe())
     echo("running the cycle …")
     t0 = time.perf_counter()
     result = run_cycle(store, config)
     total = time.perf_counter() - t0
-    echo(f"{'stage':<10} {'seconds':>8}")
+    echo(f"{'stage':<10} {'seconds':>8} {'× matmul':>9}")
     for stage, sec in result.timings.items():
-        echo(f"{stage:<10} {sec:>8.2f}")
-    echo(f"{'total':<10} {total:>8.2f}   (goal ≤ 60 s)")
+        extra = f"   {sec / calibration.sqlite_insert_s:.1f} × SQLite insert" if stage == "store" else ""
+        echo(f"{stage:<10} {sec:>8.2f} {sec / calibration.matmul_s:>9.0f}{extra}")
+    echo(f"{'total':<10} {total:>8.2f} {total / calibration.matmul_s:>9.0f}   (goal ≤ 60 s)")
     echo(f"partial mAP {result.partial_map:.2f} (prior model {result.prior_partial_map:.2f}); "
          f"{result.n_suggestions:,} suggestions stored")  # fmt: skip
     store.dispose()

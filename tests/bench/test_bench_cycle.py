@@ -25,6 +25,7 @@ def test_bench_cycle_prints_every_stage_and_stores_the_suggestions(
     for stage in ("load", "features", "prior", "target", "evaluate", "suggest", "store", "total"):
         assert any(line.startswith(stage) for line in result.output.splitlines()), stage
     assert "150 suggestions stored" in result.output
+    assert "calibration: matmul 2048³ float32" in result.output  # the yardstick the × column divides by
     store = open_store(db_url)
     with store.read() as s:
         assert [r.status for r in s.scalars(select(ModelRun))] == ["succeeded", "succeeded"]
