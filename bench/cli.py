@@ -134,7 +134,7 @@ def bench_quality(
     first_seed: Annotated[
         int | None,
         typer.Option(
-            help="Dataset seed of the first seed (default 1000): fresh seeds check a tuned default."
+            min=0, help="Dataset seed of the first seed (default 1000): fresh seeds check a tuned default."
         ),
     ] = None,
 ) -> None:
