@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,6 +88,14 @@ class RunStatus(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class Role(enum.StrEnum):
+    """What a signed-in user may do: each role can do everything the one before it can."""
+
+    ANNOTATOR = "annotator"
+    MANAGER = "manager"
+    ADMIN = "admin"
 
 
 class JobStatus(enum.StrEnum):
@@ -252,6 +263,10 @@ class Suggestion(Base):
 
     ``score``: class-aware likelihood (higher = more likely a missing positive);
     ``prob``: the model's probability; ``prior``: the class prior used.
+    ``audit``: True for a cell of the random audit sample (drawn uniformly from the run's unknown
+    train cells, not by score) that is interleaved with the ranked queue; its decisions measure the
+    ranking's precision and each class's missing-positive rate without bias. Never shown to
+    reviewers; deferred (``undefer(Suggestion.audit)`` or select the column to read it).
     """
 
     __tablename__ = "suggestion"
@@ -279,6 +294,14 @@ class Suggestion(Base):
         Index(None, "dataset_id", "class_id", "status"),
         Index(None, "image_id", "class_id"),
         Index(None, "run_id", "status"),
+        # The audit sample of a run (a few % of its suggestions) without scanning the rest.
+        Index(
+            "ix_suggestion_audit",
+            "run_id",
+            "class_id",
+            sqlite_where=text("audit"),
+            postgresql_where=text("audit"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -298,6 +321,10 @@ class Suggestion(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claim_expires_at: Mapped[dt.datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Deferred and without a Python default: loading or inserting a suggestion never names the
+    # column, so code that does not ask for it (the review queue) cannot leak it, and stores still
+    # at revision 0003 keep working until ``ensure_schema`` upgrades them.
+    audit: Mapped[bool] = mapped_column(Boolean, server_default=false(), deferred=True)
 
 
 class SuggestionCount(Base):
@@ -348,11 +375,35 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(200))
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
     heartbeat_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+
+
+class User(Base):
+    """A person who signs in to the app (``labelmend user add``).
+
+    ``name`` is what decisions, edits, imports and jobs are recorded under (``Label.author``,
+    ``LabelEvent.author``, ``Suggestion.reviewer``, ``Job.created_by``). ``password_hash`` is an
+    argon2id hash (PHC string; NULL for a user who only signs in through single sign-on, matched by
+    ``email``); passwords themselves are never stored, logged or exported. A disabled user
+    (``active`` False) cannot sign in; their past work keeps their name.
+    """
+
+    __tablename__ = "app_user"
+    __table_args__ = (CheckConstraint(_enum_check("role", Role), name="role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[Role] = mapped_column(StrEnumType(Role, 16), default=Role.ANNOTATOR)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime | None]
 
 
 __all__ = [
@@ -366,6 +417,7 @@ __all__ = [
     "LabelEvent",
     "LabelSource",
     "ModelRun",
+    "Role",
     "RunClassStat",
     "RunKind",
     "RunStatus",
@@ -373,4 +425,5 @@ __all__ = [
     "Suggestion",
     "SuggestionCount",
     "SuggestionStatus",
+    "User",
 ]
