@@ -139,6 +139,11 @@ class CycleConfig:
             estimated on images each model did not train on (1 = none). The quality benchmark
             (``labelmend bench quality``) measures the prior estimate with this default.
         top_suggestions: how many suggestions to store.
+        audit_share: the share of the review queue, in [0, 0.5], drawn uniformly at random from
+            the training images' unknown cells instead of by score (the audit sample; stored with
+            ``Suggestion.audit`` set, interleaved with the ranked ones, shown like them). Their
+            decisions measure the ranking's precision and each class's missing-positive rate on the
+            user's own data (the Models page). 0 = no audit sample.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         seed: random seed.
         workers: DataLoader worker processes.
@@ -159,6 +164,7 @@ class CycleConfig:
     folds: int = 1
     prior_folds: int = 2
     top_suggestions: int = 5000
+    audit_share: float = 0.05
     device: str = "auto"
     seed: int = 0
     workers: int = 2
@@ -206,6 +212,9 @@ class CycleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be a whole number ≥ {low}, got {value!r}")
+        share = self.audit_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 0.5:
+            raise ValueError(f"audit_share must be a number in [0, 0.5] (0.05 = 5 %), got {share!r}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive (or None for the mode's default), got {self.lr!r}")
 

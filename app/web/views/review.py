@@ -200,18 +200,20 @@ def _card(ds: state.DatasetRef, view: queries.SuggestionView) -> None:
             st.markdown(f"## Is there a {md_escape(view.class_name)}?")
             st.caption(
                 f"class {md_escape(view.class_key)} · image {md_escape(view.external_id)} · "
-                f"suggestion {view.id}, rank {view.rank}"
+                f"suggestion {view.id}"
             )
             action_bar(ACTIONS[:3], _on_action, args=(view.id,))
             action_bar(ACTIONS[3:], _on_action, args=(view.id,), widths=SECOND_ROW_WIDTHS)
         with left:
             show_image(ds.image_root, view.path, max_px=LARGE_PX)
         with right:
-            m1, m2, m3 = st.columns(3)
-            m1.metric("Model probability", f"{view.prob:.2f}")
-            m2.metric("Class prior", "—" if view.prior is None else f"{view.prior:.3f}")
-            m3.metric(
-                "Score", f"{view.score:.3f}", help="Class-aware likelihood: higher = more likely missing."
+            # No model probability or score here: a random audit cell would give itself away by
+            # its low score, and a number next to the image anchors the decision. The class prior
+            # is a property of the class, the same for every cell of it.
+            st.metric(
+                "Class prior",
+                "—" if view.prior is None else f"{view.prior:.3f}",
+                help="Estimated share of images that show this class.",
             )
             _labels(view.image_id)
             st.page_link(

@@ -107,13 +107,25 @@ def _more_settings() -> None:
         key="train-prior_file",
         help="A Classes,avg_pred CSV on the worker's machine.",
     )
-    b1, b2, b3, b4 = st.columns(4)
+    b1, b2, b3, b4, b5 = st.columns(5)
     b1.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, format="%.5f", key="train-lr")
     b2.number_input(
         "Suggestions to keep", 1, 10_000_000, DEFAULTS.top_suggestions, key="train-top_suggestions"
     )
-    b3.selectbox("Device", DEVICES, key="train-device")
-    b4.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train-seed")
+    b3.number_input(
+        "Audit share",
+        0.0,
+        0.5,
+        DEFAULTS.audit_share,
+        step=0.01,
+        format="%.2f",
+        key="train-audit_share",
+        help="Share of the review queue drawn at random from unknown cells, not by score. Their "
+        "decisions measure how precise the suggestions are and how many labels each class is "
+        "missing (Models page). 0 = none.",
+    )
+    b4.selectbox("Device", DEVICES, key="train-device")
+    b5.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train-seed")
 
 
 def _worker_command() -> list[str]:

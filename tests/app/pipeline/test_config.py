@@ -144,7 +144,9 @@ def test_the_constructor_reads_the_previous_spellings_too() -> None:
 
 
 def test_from_dict_rejects_unknown_keys() -> None:
-    with pytest.raises(ValueError, match=r"unknown cycle setting\(s\) colour, size; valid: backbone"):
+    with pytest.raises(
+        ValueError, match=r"unknown cycle setting\(s\) colour, size; valid: audit_share, backbone"
+    ):
         CycleConfig.from_dict({"dataset": "toy", "size": 3, "colour": "red"})
 
 
@@ -160,3 +162,15 @@ def test_parse_prior_and_weights() -> None:
             parse_prior(bad)
     assert parse_weights("packaged") == (WeightsSource.PACKAGED, None)
     assert parse_weights("ckpt/w.pt") == (WeightsSource.FILE, Path("ckpt/w.pt"))
+
+
+@pytest.mark.parametrize("bad", [-0.01, 0.51, True, "0.1", float("nan")])
+def test_audit_share_must_be_a_share_up_to_half(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"audit_share must be a number in \[0, 0.5\]"):
+        CycleConfig(dataset="toy", audit_share=bad)  # type: ignore[arg-type]
+
+
+def test_audit_share_round_trips() -> None:
+    cfg = CycleConfig(dataset="toy", audit_share=0.1)
+    assert CycleConfig.from_dict(cfg.to_dict()).audit_share == 0.1
+    assert CycleConfig(dataset="toy").audit_share == 0.05

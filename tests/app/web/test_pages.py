@@ -49,7 +49,9 @@ def test_every_page_renders(make_app: AppFactory, page: str) -> None:
     assert len(at.markdown) + len(at.caption) > 0
 
 
-def test_review_shows_question_scores_and_labels(make_app: AppFactory, seeded: tuple[Store, Seeded]) -> None:
+def test_review_shows_question_prior_and_labels_but_no_model_score(
+    make_app: AppFactory, seeded: tuple[Store, Seeded]
+) -> None:
     store, sd = seeded
     at = make_app(annotator="ann")
     _no_exception(at)
@@ -69,8 +71,8 @@ def test_review_shows_question_scores_and_labels(make_app: AppFactory, seeded: t
     assert f"## Is there a {md_escape(name)}?" in _texts(at)
     assert any(t.startswith(f"**Positive ({n_pos}):**") for t in _texts(at))
     labels = {m.label: m.value for m in at.metric}
-    assert labels["Model probability"] == f"{sugg.prob:.2f}"
-    assert labels["Class prior"] == f"{sugg.prior:.3f}"
+    assert labels == {"Class prior": f"{sugg.prior:.3f}"}  # blind: no probability, score or rank
+    assert not any(f"rank {sugg.rank}" in c.value for c in at.caption)
 
 
 def test_review_buttons_decide_undo_and_audit(make_app: AppFactory, seeded: tuple[Store, Seeded]) -> None:
@@ -102,7 +104,7 @@ def test_review_buttons_decide_undo_and_audit(make_app: AppFactory, seeded: tupl
 
     at.button(key="review-undo").click().run()  # undo the skip: it is shown again
     assert _shown(store, "ann").id == decided["skip"].id
-    assert any(f"suggestion {decided['skip'].id}," in t for t in _texts(at))
+    assert any(t.endswith(f"suggestion {decided['skip'].id}") for t in _texts(at))
     at.button(key="review-undo").click().run()  # undo the reject: the cell is unknown again, audited
     with store.read() as s:
         rejected = s.get(Suggestion, decided["reject"].id)
@@ -129,7 +131,7 @@ def test_review_pass_and_back(make_app: AppFactory, seeded: tuple[Store, Seeded]
     with store.read() as s:
         mine = set(s.scalars(select(Suggestion.id).where(Suggestion.claimed_by == "ann")))
     assert first.id in mine
-    assert any(f"suggestion {first.id}," in t for t in _texts(at))
+    assert any(t.endswith(f"suggestion {first.id}") for t in _texts(at))
 
 
 def test_two_annotators_never_share_and_conflicts_move_on(
