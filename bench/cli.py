@@ -268,6 +268,14 @@ def bench_review_study(ctx: typer.Context) -> None:
     main(ctx.args)
 
 
+@bench_app.command("csl-gamma", context_settings=_PASS_THROUGH)
+def bench_csl_gamma(ctx: typer.Context) -> None:
+    """CSL's gamma_unann on the quality benchmark's data (pass --help for its options)."""
+    from bench.csl_gamma import main
+
+    main(ctx.args)
+
+
 @bench_app.command("loss-speed", context_settings=_PASS_THROUGH)
 def bench_loss_speed(ctx: typer.Context) -> None:
     """Loss forward + backward speed per preset on the CPU (pass --help for its options)."""
