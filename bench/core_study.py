@@ -10,11 +10,12 @@ about 0.01). A model sees ``z`` through noisy features. Training labels are hidd
   CSL.md's "known weakness").
 
 For each protocol a temporary linear model is trained in ``ignore`` mode (with the project's loss)
-and its clean-pass probabilities give the prior estimates; their mean absolute error against the
-true prevalence is reported next to the naive count and the reference running average. Then the
+and its clean-pass probabilities (and 2-fold cross-fitted ones, suffix ``_cf``) give the prior
+estimates of every :class:`core.priors.PriorMethod`; their mean absolute error against the true
+prevalence is reported next to the naive count and the reference running average. Then the
 unknown cells are ranked by each :class:`core.ranking.Ranker` (probabilities from the ``ignore``
-model and from a ``csl`` model trained with the estimated prior) and precision@K against the hidden
-truth is reported. Optionally every loss preset is trained and scored by mAP on a fully labelled
+model and from a ``csl`` model trained with the default cross-fitted prior) and precision@K against
+the hidden truth is reported. Optionally every loss preset is trained and scored by mAP on a fully labelled
 test set, and :func:`core.ranking.top_unknown` is timed on a 100k x 600 matrix.
 
 Run: ``labelmend bench core-study`` (about a minute on 2 CPU cores).
@@ -35,10 +36,12 @@ import torch
 from core.constants import NEGATIVE, POSITIVE, UNKNOWN
 from core.losses import list_losses, loss_from_name
 from core.metrics import full_map
-from core.priors import PriorMethod, RunningPrior, model_prior, naive_prior
+from core.priors import DEFAULT_PRIOR_METHOD, PriorMethod, RunningPrior, model_prior, naive_prior
 from core.ranking import Ranker, kfold_split, top_unknown
 
 PROTOCOLS: tuple[str, ...] = ("fpc", "rps", "piv")
+#: Methods of ``model_prior`` that use the targets, each reported in-sample and cross-fitted.
+_TARGET_METHODS: tuple[PriorMethod, ...] = tuple(m for m in PriorMethod if m is not PriorMethod.MEAN)
 
 
 def _generate(
@@ -279,11 +282,11 @@ def _study_protocol(
     estimates = {"naive": naive_prior(t), "running": running.value}
     for suffix, source in (("", probs), ("_cf", cross)):
         estimates["mean" + suffix] = model_prior(source, method=PriorMethod.MEAN)
-        for method in (PriorMethod.FILLED, PriorMethod.SHIFTED, PriorMethod.ADJUSTED):
+        for method in _TARGET_METHODS:
             estimates[method.value + suffix] = model_prior(source, t, method=method)
     result["prior_mae"][protocol] = {k: float(np.abs(v - truth).mean()) for k, v in estimates.items()}
     result["prior_spearman"][protocol] = {k: _spearman(v, truth) for k, v in estimates.items()}
-    prior = estimates["adjusted_cf"]
+    prior = estimates[DEFAULT_PRIOR_METHOD.value + "_cf"]
     csl = _train_linear(x, t, "csl", seed=seed, prior=prior, epochs=epochs)
     result["precision_at_k"][protocol] = {
         "hidden_positives": int(((t == UNKNOWN) & (y == POSITIVE)).sum()),

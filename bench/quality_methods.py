@@ -8,8 +8,10 @@ cycle's fold split and split seed); each fold's head here is seeded ``seed + fol
 * mAP on the fully labelled test split for every loss preset (and the fully supervised bound);
 * class-prior error against the true training prevalence: ``naive`` (annotated positives / N),
   ``running`` (the reference code's running mean of training-time outputs of the ``ignore`` model),
-  ``mean`` (the paper's clean-pass mean of that model) and ``model`` (what the app ships: 2-fold
-  cross-fitted ``ignore`` probabilities, ``adjusted`` estimator, ``core.priors.model_prior``);
+  ``mean`` (the paper's clean-pass mean of that model), ``model`` (what the app ships: 2-fold
+  cross-fitted ``ignore`` probabilities, ``core.priors.model_prior`` with its default method,
+  ``auto``) and, on the same cross-fitted probabilities, the methods ``auto`` chooses between or
+  replaced: ``adjusted``, ``random`` and ``shrunk`` (:class:`core.priors.PriorMethod`);
 * rankings of the unknown cells against the hidden true positives: ``ours`` (what the app ships:
   :data:`core.ranking.DEFAULT_RANKER` on the ``csl`` model's probabilities, scored as the cycle
   scores them — in-sample, or cross-fitted when ``CycleConfig.folds`` > 1), ``csl-shift`` (the
@@ -36,7 +38,7 @@ from app.pipeline.config import CycleConfig
 from core.constants import POSITIVE, UNKNOWN
 from core.losses import loss_from_name
 from core.metrics import average_precision, full_map
-from core.priors import RunningPrior, model_prior, naive_prior
+from core.priors import PriorMethod, RunningPrior, model_prior, naive_prior
 from core.ranking import Ranker, score_unknown
 from core.train import HeadConfig, predict_head, train_head
 
@@ -51,8 +53,10 @@ RANKERS: tuple[str, ...] = (
     "cleanlab",
     "random",
 )
-#: Prior estimators, in report order.
-PRIOR_ESTIMATORS: tuple[str, ...] = ("naive", "running", "mean", "model")
+#: :class:`core.priors.PriorMethod` values also reported on the cross-fitted ``ignore`` probabilities.
+PRIOR_METHODS: tuple[PriorMethod, ...] = (PriorMethod.ADJUSTED, PriorMethod.RANDOM, PriorMethod.SHRUNK)
+#: Prior estimators, in report order (``model`` = the app's default method).
+PRIOR_ESTIMATORS: tuple[str, ...] = ("naive", "running", "mean", "model", *(m.value for m in PRIOR_METHODS))
 #: K labels of precision@K: 1 % of the unknown cells, then fixed counts.
 K_LABELS: tuple[str, ...] = ("1%", "100", "1000")
 
@@ -347,6 +351,7 @@ def evaluate_protocol(
         "running": running.value,
         "mean": model_prior(ignore_p, method="mean"),
         "model": prior,
+        **{m.value: model_prior(cf_ignore, targets, method=m) for m in PRIOR_METHODS},
     }
     out.prior_mae = {name: float(np.abs(est - truth_prev).mean()) for name, est in estimates.items()}
 
@@ -383,6 +388,7 @@ def evaluate_protocol(
 __all__ = [
     "K_LABELS",
     "PRIOR_ESTIMATORS",
+    "PRIOR_METHODS",
     "RANKERS",
     "HeadSettings",
     "ProtocolResult",

@@ -5,33 +5,44 @@ float64 arrays of shape ``(C,)`` with values in [0, 1]:
 
 * :func:`naive_prior` — annotated positives per image; biased low whenever positives go unannotated.
 * :func:`model_prior` — from the probabilities ``(N, C)`` of a temporary model trained in
-  ``ignore`` mode (CSL.md), by one of :class:`PriorMethod`:
+  ``ignore`` mode (CSL.md), by one of :class:`PriorMethod`. ``mean`` needs no targets; every other
+  method counts annotated cells as their label and estimates ``pi_u``, the positive rate among a
+  class's unknown cells (``prior = (#annotated positives + #unknown * pi_u) / N``). Each rests on
+  an assumption about which cells were annotated:
 
-  - ``mean``: mean probability per class (the paper's estimate; needs no targets). The
-    Ignore-mode model learns P(positive | image, annotated); annotated cells are usually far
-    richer in positives than the dataset, so this overestimates common classes.
-  - ``filled``: annotated cells count as their label (1/0), unknown cells as the model's p.
-  - ``adjusted`` (**default** when targets are given): annotated cells count as their label; the
-    positive rate among a class's unknown cells is estimated by adjusted classify-and-count,
-    ``(mean p on unknowns - mean p on annotated negatives) / (mean p on annotated positives -
-    mean p on annotated negatives)``. Unbiased whenever unknown cells differ from annotated ones
-    only in their positive rate (FPC; a fixed number of verified labels per image), equal to
-    ``filled`` in expectation when hiding is random (RPS), and needs no calibration.
-  - ``shifted``: as ``adjusted`` but the unknown-cell rate is the maximum-likelihood label-shift
-    correction of p (Saerens et al. 2002 EM). Exact for calibrated p, but it amplifies
-    miscalibration (it does badly under RPS in ``labelmend bench core-study``); kept for comparison.
+  - ``mean``: mean probability per class (the paper's estimate). Assumes the annotated cells are
+    as rich in positives as the dataset; they usually are far richer, so it overestimates.
+  - ``filled``: ``pi_u`` from the model's p on the unknown cells as is. Assumes p is calibrated
+    for the unknown cells (true only when annotation is random: RPS).
+  - ``random``: ``pi_u`` = the positive rate of the class's annotated cells. Assumes annotation
+    independent of the label (RPS); then it is exact in expectation and needs no model.
+  - ``adjusted``: adjusted classify-and-count, ``(mean p on unknowns - mean p on annotated
+    negatives) / (mean p on annotated positives - mean p on annotated negatives)``. Assumes the
+    unknown cells differ from the annotated ones only in their positive rate (label shift, e.g.
+    FPC); needs no calibration, but is noisy when few cells are annotated or p separates little.
+  - ``shrunk``: ``adjusted`` shrunk towards 0 (the naive count) by its estimated sampling
+    variance, so a class whose estimate is mostly noise falls back to counting. Same assumption
+    as ``adjusted``; when it fails in the usual way (annotated negatives are hard negatives, as
+    with a candidate generator) it stays near the naive count instead of below it.
+  - ``shifted``: as ``adjusted`` with the Saerens et al. 2002 EM; assumes p calibrated on the
+    annotated cells and amplifies miscalibration. Kept for comparison.
+  - ``auto`` (**default** with targets): tests, per dataset, whether the annotated cells can be a
+    random sample of each class's cells (the mean cross-fitted p of annotated against unknown
+    cells, Welch z per class, Bonferroni at the 1 % level: :func:`select_prior_method`); uses
+    ``random`` when not rejected, else ``shrunk``.
 
   Probabilities of the training images from a model trained on them are over-confident on the
   annotated cells; cross-fitted probabilities (:func:`core.ranking.kfold_split`: train on k-1
-  folds, predict the held fold) remove that bias and are the recommended input. The retrain
-  cycle (``--prior model``, the default) passes 2-fold cross-fitted probabilities and the
-  targets, so it uses ``adjusted``.
+  folds, predict the held fold) remove that bias and are the recommended input (the random-sample
+  test needs them). The retrain cycle (``--prior model``, the default) passes 2-fold cross-fitted
+  probabilities and the targets, so it uses ``auto``.
 
 * :class:`RunningPrior` / :func:`running_prior` — the reference code's running mean of training-time
   probabilities over every batch of every epoch, kept for comparison.
 
-``labelmend bench core-study`` measures every estimator against the true prevalence; its numbers
-are in README.md ("Studies behind the defaults").
+``labelmend bench quality`` (real backbone features) and ``labelmend bench core-study`` measure
+every estimator against the true prevalence; their numbers are in README.md ("Prior mean absolute
+error", "Studies behind the defaults").
 
 The prior is stored as CSV with header ``Classes,avg_pred``, one row per class keyed by its
 identifier (:func:`write_prior_csv`, :func:`read_prior_csv`).
@@ -50,6 +61,14 @@ import torch
 
 from common.atomic import atomic_open
 from common.choice import Choice
+from core._unknown_rate import (
+    RANDOM_TEST_LEVEL,
+    adjusted_rate,
+    random_annotation_pvalue,
+    random_rate,
+    shifted_rate,
+    shrunk_rate,
+)
 from core._validation import (
     as_sequence_of_str,
     check_positive_int,
@@ -58,7 +77,7 @@ from core._validation import (
     check_same_shape,
     check_targets,
 )
-from core.constants import NEGATIVE, POSITIVE, UNKNOWN
+from core.constants import POSITIVE, UNKNOWN
 
 __all__ = [
     "DEFAULT_PRIOR_METHOD",
@@ -70,30 +89,35 @@ __all__ = [
     "naive_prior",
     "read_prior_csv",
     "running_prior",
+    "select_prior_method",
     "write_prior_csv",
 ]
 
 PRIOR_CSV_HEADER: tuple[str, str] = ("Classes", "avg_pred")
 
-#: Histogram bins per class used by the ``shifted`` estimator (bin means keep sum(p) exact).
-_SHIFT_BINS: int = 1024
-#: Bisection steps of the ``shifted`` estimator (interval [0, 1] halves each step).
-_SHIFT_STEPS: int = 60
-#: ``adjusted`` falls back to the unknown-cell mean when f1 - f0 is below this (no separation).
-_MIN_SEPARATION: float = 0.01
-
 
 class PriorMethod(Choice, kind="prior method", plural="methods"):
-    """How :func:`model_prior` turns model probabilities into a prior."""
+    """How :func:`model_prior` turns model probabilities into a prior (assumptions: module docstring)."""
 
     MEAN = "mean"  #: mean of p per class (the paper's estimate)
     FILLED = "filled"  #: annotations where known, p where unknown
     ADJUSTED = "adjusted"  #: annotations where known, adjusted classify-and-count on unknown cells
     SHIFTED = "shifted"  #: annotations where known, EM label-shift correction of p on unknown cells
+    RANDOM = "random"  #: annotations where known, the annotated positive rate on unknown cells
+    SHRUNK = "shrunk"  #: ``adjusted`` on unknown cells, shrunk towards 0 by its sampling variance
+    AUTO = "auto"  #: ``random`` if a test does not reject random annotation, else ``shrunk``
 
 
-#: Default of :func:`model_prior` when targets are given (why: ``labelmend bench core-study``, README.md).
-DEFAULT_PRIOR_METHOD: PriorMethod = PriorMethod.ADJUSTED
+#: Default of :func:`model_prior` when targets are given (why: ``labelmend bench quality``, README.md).
+DEFAULT_PRIOR_METHOD: PriorMethod = PriorMethod.AUTO
+
+#: pi_u estimator of each method that counts annotated cells as their label (``filled`` is inline).
+_UNKNOWN_RATE = {
+    PriorMethod.ADJUSTED: adjusted_rate,
+    PriorMethod.SHIFTED: shifted_rate,
+    PriorMethod.RANDOM: random_rate,
+    PriorMethod.SHRUNK: shrunk_rate,
+}
 
 
 def naive_prior(targets: Any) -> np.ndarray:
@@ -126,10 +150,10 @@ def model_prior(
     Args:
         probs: ``(N, C)`` sigmoid probabilities of the temporary model on the training images,
             from a clean inference pass after training.
-        targets: Optional ``(N, C)`` labels (1 / 0 / -1) of the same images. Needed by
-            ``filled``, ``adjusted`` and ``shifted``.
+        targets: Optional ``(N, C)`` labels (1 / 0 / -1) of the same images. Needed by every
+            method but ``mean``.
         method: A :class:`PriorMethod`; default ``mean`` without targets and
-            :data:`DEFAULT_PRIOR_METHOD` (``adjusted``) with targets.
+            :data:`DEFAULT_PRIOR_METHOD` (``auto``) with targets.
 
     Returns:
         float64 ``(C,)`` in [0, 1].
@@ -162,97 +186,55 @@ def model_prior(
     n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
     if m is PriorMethod.FILLED:
         return (n_pos + np.where(unknown, p, 0.0).sum(axis=0, dtype=np.float64)) / n
+    if m is PriorMethod.AUTO:
+        m = _select(p, t)
     n_unknown = unknown.sum(axis=0, dtype=np.float64)
-    pi_u = _adjusted_unknown_rate(p, t) if m is PriorMethod.ADJUSTED else _shifted_unknown_rate(p, t)
+    pi_u = _UNKNOWN_RATE[m](p, t)
     return np.clip((n_pos + n_unknown * pi_u) / n, 0.0, 1.0)
 
 
-def _adjusted_unknown_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Positive rate among each class's unknown cells by adjusted classify-and-count.
+def select_prior_method(probs: Any, targets: Any) -> PriorMethod:
+    """The method ``auto`` uses on these data: ``random`` or ``shrunk``.
 
-    With ``f1`` / ``f0`` the class's mean ``p`` over annotated positives / negatives and ``m`` its
-    mean ``p`` over unknown cells, ``pi_u = clip((m - f0) / (f1 - f0), 0, 1)`` (Forman 2008; the
-    binary case of Lipton et al. 2018's black-box shift estimation). Unbiased whenever unknown
-    cells differ from annotated ones only in their positive rate, for any score, calibrated or
-    not. A class without an annotated positive or negative, or with ``f1 - f0 < 0.01``, gets
-    ``pi_u = 0`` (its prior falls back to the naive count): there the model's ``p`` says nothing
-    about the unknown cells — e.g. a rare class verified only as present, where an ignore-mode
-    model predicts ~1 everywhere and ``m`` would claim the class is in almost every image. A class
-    without unknown cells gets 0.
-    """
-    unknown = t == UNKNOWN
-    pos = t == POSITIVE
-    neg = t == NEGATIVE
-    n_pos = pos.sum(axis=0, dtype=np.float64)
-    n_neg = neg.sum(axis=0, dtype=np.float64)
-    n_unk = unknown.sum(axis=0, dtype=np.float64)
-    c = t.shape[1]
-    f1 = np.divide(
-        np.where(pos, p, 0.0).sum(axis=0, dtype=np.float64), n_pos, out=np.zeros(c), where=n_pos > 0
-    )
-    f0 = np.divide(
-        np.where(neg, p, 0.0).sum(axis=0, dtype=np.float64), n_neg, out=np.zeros(c), where=n_neg > 0
-    )
-    m = np.divide(
-        np.where(unknown, p, 0.0).sum(axis=0, dtype=np.float64), n_unk, out=np.zeros(c), where=n_unk > 0
-    )
-    gap = f1 - f0
-    usable = (n_pos > 0) & (n_neg > 0) & (gap >= _MIN_SEPARATION)
-    pi_u = np.where(usable, np.clip((m - f0) / np.where(usable, gap, 1.0), 0.0, 1.0), 0.0)
-    return np.where(n_unk > 0, pi_u, 0.0)
+    Tests "the annotated cells of every class are a random sample of its cells": per class, Welch's
+    z of the mean p of annotated cells against unknown cells (equal in distribution under the
+    hypothesis when p is cross-fitted); the smallest p-value times the number of classes tested
+    (Bonferroni) is compared with the 1 % level. Not rejected: ``random`` (exact in expectation
+    under random hiding); rejected: ``shrunk``. Classes need 5 annotated and 5 unknown cells to be
+    tested; with none tested, ``shrunk``.
 
-
-def _shifted_unknown_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Positive rate among each class's unknown cells, corrected for label shift.
-
-    The model's ``p`` is taken as calibrated for the class's annotated cells, whose positive rate
-    is ``pi_a = (#pos + 0.5) / (#annotated + 1)``. If the unknown cells differ from the annotated
-    ones only in their positive rate ``pi_u``, the likelihood of their ``p`` values is
-    ``prod_i (pi_u * p_i / pi_a + (1 - pi_u) * (1 - p_i) / (1 - pi_a))``, whose logarithm is
-    concave in ``pi_u``; it is maximised here by bisection on its derivative (this is the fixed point of the
-    Saerens et al. EM). Unknown ``p`` values are histogrammed per class first (1024 bins, bin means
-    kept), so the cost is one pass over the matrix. A class with no annotated cell keeps
-    ``mean(p)``; a class with no unknown cell gets 0.
+    Args:
+        probs: ``(N, C)`` cross-fitted probabilities in [0, 1] of an ``ignore``-mode model.
+        targets: ``(N, C)`` labels (1 / 0 / -1) of the same images.
 
     Returns:
-        float64 ``(C,)``: estimated positive rate among unknown cells (pi_u).
+        :attr:`PriorMethod.RANDOM` or :attr:`PriorMethod.SHRUNK`.
+
+    Raises:
+        ValueError: On bad shapes or values.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = (rng.random((400, 3)) < 0.3).astype(np.int8)
+        >>> p = np.clip(0.25 + 0.5 * y + 0.1 * rng.standard_normal(y.shape), 0, 1)
+        >>> t = np.where(rng.random(y.shape) < 0.5, -1, y).astype(np.int8)
+        >>> select_prior_method(p, t).value
+        'random'
+        >>> t_fpc = np.where(y == 1, y, -1).astype(np.int8)  # only positives annotated
+        >>> t_fpc[:20] = y[:20]
+        >>> select_prior_method(p, t_fpc).value
+        'shrunk'
     """
-    c = p.shape[1]
-    unknown = t == UNKNOWN
-    n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
-    n_ann = n_pos + (t == NEGATIVE).sum(axis=0, dtype=np.float64)
-    pi_a = (n_pos + 0.5) / (n_ann + 1.0)
+    p = check_probs(probs)
+    t = check_targets(targets)
+    check_same_shape(p, t, "probs", "targets")
+    return _select(p, t)
 
-    # Per-class histogram of unknown p: counts and sums per (class, bin).
-    rows, cols = np.nonzero(unknown)
-    pu = p[rows, cols].astype(np.float64)
-    bins = np.minimum((pu * _SHIFT_BINS).astype(np.int64), _SHIFT_BINS - 1)
-    flat = cols * _SHIFT_BINS + bins
-    counts = np.bincount(flat, minlength=c * _SHIFT_BINS).reshape(c, _SHIFT_BINS).astype(np.float64)
-    sums = np.bincount(flat, weights=pu, minlength=c * _SHIFT_BINS).reshape(c, _SHIFT_BINS).astype(np.float64)
-    pbar = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    n_unknown = counts.sum(axis=1)
 
-    a = pbar / pi_a[:, None]  # likelihood ratio terms, (C, bins)
-    b = (1.0 - pbar) / (1.0 - pi_a[:, None])
-
-    def slope(pi: np.ndarray) -> np.ndarray:
-        den = pi[:, None] * a + (1.0 - pi[:, None]) * b
-        return np.sum(counts * (a - b) / np.maximum(den, 1e-300), axis=1)
-
-    lo = np.zeros(c)
-    hi = np.ones(c)
-    for _ in range(_SHIFT_STEPS):
-        mid = 0.5 * (lo + hi)
-        up = slope(mid) > 0
-        lo = np.where(up, mid, lo)
-        hi = np.where(up, hi, mid)
-    pi_u = 0.5 * (lo + hi)
-    no_unknown = n_unknown == 0
-    no_annotation = n_ann == 0
-    mean_u = np.divide(sums.sum(axis=1), n_unknown, out=np.zeros(c), where=~no_unknown)
-    pi_u = np.where(no_annotation, mean_u, pi_u)
-    return np.where(no_unknown, 0.0, pi_u)
+def _select(p: np.ndarray, t: np.ndarray) -> PriorMethod:
+    """:func:`select_prior_method` on validated arrays."""
+    pvalue = random_annotation_pvalue(p, t)  # NaN when no class has enough cells to test
+    return PriorMethod.RANDOM if pvalue >= RANDOM_TEST_LEVEL else PriorMethod.SHRUNK
 
 
 class RunningPrior:

@@ -65,7 +65,10 @@ def test_values_in_definition_order() -> None:
 @pytest.mark.parametrize(
     ("enum", "message"),
     [
-        (PriorMethod, "unknown prior method 'nope'; valid methods: mean, filled, adjusted, shifted"),
+        (
+            PriorMethod,
+            "unknown prior method 'nope'; valid methods: mean, filled, adjusted, shifted, random, shrunk, auto",
+        ),
         (LossName, "unknown loss 'nope'; valid losses: ignore, negative, asl, csl, hill, wan, ll-r"),
         (LossMode, "unknown loss mode 'nope'; valid modes: selective, ignore, negative"),
         (Ranker, "unknown ranker 'nope'; valid rankers: probability, lift, prior_shift, calibrated"),

@@ -70,7 +70,8 @@ def test_model_prior_method_errors() -> None:
     ):
         model_prior(p, method="adjusted")
     with pytest.raises(
-        ValueError, match="unknown prior method 'median'; valid methods: mean, filled, adjusted, shifted"
+        ValueError,
+        match="unknown prior method 'median'; valid methods: mean, filled, adjusted, shifted, random, shrunk, auto",
     ):
         model_prior(p, np.array([[1, 0]]), method="median")
     with pytest.raises(ValueError, match=r"probs has shape \(1, 2\) but targets has shape \(1, 3\)"):
@@ -83,12 +84,12 @@ def test_model_prior_method_errors() -> None:
         model_prior(np.array([[np.nan, 0.2]]))
 
 
-def test_default_method_is_adjusted() -> None:
-    assert DEFAULT_PRIOR_METHOD is PriorMethod.ADJUSTED
+def test_default_method_is_auto() -> None:
+    assert DEFAULT_PRIOR_METHOD is PriorMethod.AUTO
     rng = np.random.default_rng(0)
     p = rng.random((50, 3))
     t = rng.integers(-1, 2, (50, 3))
-    np.testing.assert_array_equal(model_prior(p, t), model_prior(p, t, method="adjusted"))
+    np.testing.assert_array_equal(model_prior(p, t), model_prior(p, t, method="auto"))
 
 
 def test_adjusted_recovers_prevalence_under_label_shift_from_an_uncalibrated_score() -> None:
@@ -149,7 +150,7 @@ def test_fully_annotated_targets_give_the_true_rate_for_target_aware_methods() -
     rng = np.random.default_rng(4)
     t = rng.integers(0, 2, (200, 4)).astype(np.int8)
     p = rng.random((200, 4))
-    for method in ("filled", "adjusted", "shifted"):
+    for method in ("filled", "adjusted", "shifted", "random", "shrunk", "auto"):
         np.testing.assert_allclose(model_prior(p, t, method=method), t.mean(axis=0))
 
 

@@ -1,0 +1,276 @@
+"""Estimators of the positive rate among each class's unknown cells, behind :func:`core.priors.model_prior`.
+
+Every estimator takes
+
+* ``p``: float ``(N, C)`` probabilities in [0, 1] of a temporary ``ignore``-mode model (cross-fitted:
+  each image scored by a model that did not train on it), already validated;
+* ``t``: int8 ``(N, C)`` targets, 1 positive / 0 negative / -1 unknown, of the same images;
+
+and returns float64 ``(C,)`` in [0, 1]: ``pi_u``, the estimated share of positives among the class's
+unknown cells (0 for a class without unknown cells). ``core.priors`` turns it into a prior
+``(#annotated positives + #unknown * pi_u) / N``. Each assumes something about how the annotated
+cells were chosen:
+
+* :func:`random_rate` — annotation independent of the label (RPS): ``pi_u`` = the positive rate of
+  the annotated cells. Exact in expectation under that assumption, badly wrong otherwise.
+* :func:`adjusted_rate` — unknown cells differ from annotated ones only in their positive rate
+  (label shift, e.g. FPC): adjusted classify-and-count. Unbiased there but noisy, since it divides
+  by the separation of the model's scores.
+* :func:`shrunk_rate` — as ``adjusted``, shrunk towards 0 (the naive count) by its estimated
+  sampling variance: classes whose estimate is mostly noise fall back to counting.
+* :func:`shifted_rate` — as ``adjusted`` with calibrated ``p``: Saerens et al.'s EM.
+
+:func:`random_annotation_pvalue` tests, per dataset, whether the annotated cells can be a random
+sample of each class's cells (then :func:`random_rate` applies). Private: helpers trust their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.constants import NEGATIVE, POSITIVE, UNKNOWN
+
+#: Histogram bins per class used by :func:`shifted_rate` (bin means keep sum(p) exact).
+_SHIFT_BINS: int = 1024
+#: Bisection steps of :func:`shifted_rate` (interval [0, 1] halves each step).
+_SHIFT_STEPS: int = 60
+#: ``adjusted`` / ``shrunk`` give 0 when f1 - f0 is below this (the score does not separate).
+MIN_SEPARATION: float = 0.01
+#: Level of the random-annotation test used by ``auto`` (false rejections ≤ this under the null).
+RANDOM_TEST_LEVEL: float = 0.01
+#: Cells a class needs on each side (annotated, unknown) to enter the random-annotation test.
+_MIN_TEST_CELLS: int = 5
+
+
+def _masked_mean_var(p: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: count, mean and sample variance (ddof 1) of ``p`` over ``mask``; each float64 (C,).
+
+    Classes with no cell get mean 0; with fewer than two cells, variance 0.
+    """
+    c = p.shape[1]
+    k = mask.sum(axis=0, dtype=np.float64)
+    s = np.where(mask, p, 0.0).sum(axis=0, dtype=np.float64)
+    mean = np.divide(s, k, out=np.zeros(c), where=k > 0)
+    sq = np.where(mask, (p - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
+    var = np.divide(sq, k - 1.0, out=np.zeros(c), where=k > 1)
+    return k, mean, var
+
+
+def random_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``pi_u`` = positives / annotated cells of each class (``p`` is not used).
+
+    Exact in expectation when whether a cell is annotated does not depend on its label (RPS: every
+    label hidden independently with the same probability); biased by the annotators' choice
+    otherwise (FPC's balanced annotations give ~0.5). A class without annotated cells or without
+    unknown cells gets 0.
+
+    Args:
+        p: ``(N, C)`` probabilities (unused; kept for one signature).
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float64 ``(C,)`` in [0, 1].
+
+    Example:
+        >>> t = np.array([[1, 0], [0, -1], [-1, -1], [1, 1]], dtype=np.int8)
+        >>> random_rate(np.zeros((4, 2)), t).tolist()
+        [0.6666666666666666, 0.5]
+    """
+    del p
+    n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
+    n_ann = n_pos + (t == NEGATIVE).sum(axis=0, dtype=np.float64)
+    n_unk = (t == UNKNOWN).sum(axis=0)
+    rate = np.divide(n_pos, n_ann, out=np.zeros(t.shape[1]), where=n_ann > 0)
+    return np.where(n_unk > 0, rate, 0.0)
+
+
+def _adjusted_parts(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unclipped adjusted classify-and-count ``(m - f0) / (f1 - f0)``, its delta-method variance, usable.
+
+    Returns:
+        float64 ``(C,)`` estimate (0 where not usable), float64 ``(C,)`` variance, bool ``(C,)``
+        usable: the class has an annotated positive and negative, an unknown cell, and
+        ``f1 - f0 ≥`` :data:`MIN_SEPARATION`.
+    """
+    n1, f1, v1 = _masked_mean_var(p, t == POSITIVE)
+    n0, f0, v0 = _masked_mean_var(p, t == NEGATIVE)
+    nu, m, vu = _masked_mean_var(p, t == UNKNOWN)
+    gap = f1 - f0
+    usable = (n1 > 0) & (n0 > 0) & (nu > 0) & (gap >= MIN_SEPARATION)
+    safe_gap = np.where(usable, gap, 1.0)
+    est = np.where(usable, (m - f0) / safe_gap, 0.0)
+    w = np.clip(est, 0.0, 1.0)
+    var_num = (
+        np.divide(vu, nu, out=np.zeros_like(vu), where=nu > 0)
+        + (1.0 - w) ** 2 * np.divide(v0, n0, out=np.zeros_like(v0), where=n0 > 0)
+        + w**2 * np.divide(v1, n1, out=np.zeros_like(v1), where=n1 > 0)
+    )
+    return est, np.where(usable, var_num / safe_gap**2, 0.0), usable
+
+
+def adjusted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``pi_u`` by adjusted classify-and-count.
+
+    With ``f1`` / ``f0`` the class's mean ``p`` over annotated positives / negatives and ``m`` its
+    mean ``p`` over unknown cells, ``pi_u = clip((m - f0) / (f1 - f0), 0, 1)`` (Forman 2008; the
+    binary case of Lipton et al. 2018's black-box shift estimation). Unbiased (before clipping)
+    whenever unknown cells differ from annotated ones only in their positive rate, for any score,
+    calibrated or not. A class without an annotated positive or negative, or with
+    ``f1 - f0 <`` :data:`MIN_SEPARATION`, gets 0 (its prior falls back to the naive count): there
+    the model's ``p`` says nothing about the unknown cells — e.g. a rare class verified only as
+    present, where an ignore-mode model predicts ~1 everywhere. A class without unknown cells gets 0.
+
+    Args:
+        p: float ``(N, C)`` probabilities in [0, 1].
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float64 ``(C,)`` in [0, 1].
+    """
+    est, _, usable = _adjusted_parts(p, t)
+    return np.where(usable, np.clip(est, 0.0, 1.0), 0.0)
+
+
+def shrunk_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``pi_u`` by adjusted classify-and-count, shrunk towards 0 by its sampling variance.
+
+    With ``a`` the clipped :func:`adjusted_rate` estimate and ``v`` its delta-method variance
+    (``(var m + (1 - a)^2 var f0 + a^2 var f1) / (f1 - f0)^2``, each mean's variance its sample
+    variance over its cell count), ``pi_u = a * a^2 / (a^2 + v)``: the weight minimising the mean
+    squared error of ``w * a`` when ``a`` is unbiased with variance ``v``. A class whose
+    estimate is within noise of 0 (few annotated cells, little separation) falls back towards the
+    naive count; a clear one keeps ``adjusted``. Same assumption as ``adjusted`` (label shift), but
+    trades its variance for a bias towards the naive count; it also removes the upward bias that
+    clipping at 0 gives ``adjusted`` on classes whose true ``pi_u`` is 0.
+
+    Args:
+        p: float ``(N, C)`` probabilities in [0, 1].
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float64 ``(C,)`` in [0, 1].
+    """
+    est, var, usable = _adjusted_parts(p, t)
+    a = np.clip(est, 0.0, 1.0)
+    den = a**2 + var
+    weight = np.divide(a**2, den, out=np.zeros_like(a), where=den > 0)
+    return np.where(usable, a * weight, 0.0)
+
+
+def shifted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``pi_u`` corrected for label shift, taking ``p`` as calibrated on the annotated cells.
+
+    The annotated cells' positive rate is ``pi_a = (#pos + 0.5) / (#annotated + 1)``. If the
+    unknown cells differ from the annotated ones only in their positive rate ``pi_u``, the
+    likelihood of their ``p`` values is ``prod_i (pi_u * p_i / pi_a + (1 - pi_u) * (1 - p_i) /
+    (1 - pi_a))``, whose logarithm is concave in ``pi_u``; it is maximised here by bisection on its
+    derivative (the fixed point of the Saerens et al. EM). Unknown ``p`` values are histogrammed
+    per class first (1024 bins, bin means kept), so the cost is one pass over the matrix. A class
+    with no annotated cell keeps ``mean(p)`` over its unknown cells; a class with no unknown cell
+    gets 0.
+
+    Args:
+        p: float ``(N, C)`` probabilities in [0, 1].
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float64 ``(C,)`` in [0, 1].
+    """
+    c = p.shape[1]
+    unknown = t == UNKNOWN
+    n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
+    n_ann = n_pos + (t == NEGATIVE).sum(axis=0, dtype=np.float64)
+    pi_a = (n_pos + 0.5) / (n_ann + 1.0)
+
+    # Per-class histogram of unknown p: counts and sums per (class, bin).
+    rows, cols = np.nonzero(unknown)
+    pu = p[rows, cols].astype(np.float64)
+    bins = np.minimum((pu * _SHIFT_BINS).astype(np.int64), _SHIFT_BINS - 1)
+    flat = cols * _SHIFT_BINS + bins
+    counts = np.bincount(flat, minlength=c * _SHIFT_BINS).reshape(c, _SHIFT_BINS).astype(np.float64)
+    sums = np.bincount(flat, weights=pu, minlength=c * _SHIFT_BINS).reshape(c, _SHIFT_BINS).astype(np.float64)
+    pbar = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    n_unknown = counts.sum(axis=1)
+
+    a = pbar / pi_a[:, None]  # likelihood ratio terms, (C, bins)
+    b = (1.0 - pbar) / (1.0 - pi_a[:, None])
+
+    def slope(pi: np.ndarray) -> np.ndarray:
+        den = pi[:, None] * a + (1.0 - pi[:, None]) * b
+        return (counts * (a - b) / np.maximum(den, 1e-300)).sum(axis=1)
+
+    lo = np.zeros(c)
+    hi = np.ones(c)
+    for _ in range(_SHIFT_STEPS):
+        mid = 0.5 * (lo + hi)
+        up = slope(mid) > 0
+        lo = np.where(up, mid, lo)
+        hi = np.where(up, hi, mid)
+    pi_u = 0.5 * (lo + hi)
+    no_unknown = n_unknown == 0
+    no_annotation = n_ann == 0
+    mean_u = np.divide(sums.sum(axis=1), n_unknown, out=np.zeros(c), where=~no_unknown)
+    pi_u = np.where(no_annotation, mean_u, pi_u)
+    return np.where(no_unknown, 0.0, pi_u)
+
+
+def random_annotation_z(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, Welch's z of the mean ``p`` of annotated cells against that of unknown cells.
+
+    If the annotated cells of a class are a random sample of its cells (independent of the label
+    and of the image), the cross-fitted ``p`` of annotated and unknown cells have one distribution,
+    so ``z`` is approximately standard normal. A candidate generator (annotating hard negatives) or
+    a per-class quota (FPC: as many positives as negatives annotated) moves the means apart.
+
+    Args:
+        p: float ``(N, C)`` probabilities in [0, 1].
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float64 ``(C,)`` z (0 where not tested) and bool ``(C,)``: tested (at least
+        ``_MIN_TEST_CELLS`` annotated and unknown cells, and a positive variance).
+    """
+    na, ma, va = _masked_mean_var(p, t != UNKNOWN)
+    nu, mu, vu = _masked_mean_var(p, t == UNKNOWN)
+    se2 = np.divide(va, na, out=np.zeros_like(va), where=na > 0) + np.divide(
+        vu, nu, out=np.zeros_like(vu), where=nu > 0
+    )
+    tested = (na >= _MIN_TEST_CELLS) & (nu >= _MIN_TEST_CELLS) & (se2 > 0)
+    z = np.divide(ma - mu, np.sqrt(se2), out=np.zeros_like(se2), where=tested)
+    return z, tested
+
+
+def random_annotation_pvalue(p: np.ndarray, t: np.ndarray) -> float:
+    """p-value of "every class's annotated cells are a random sample of its cells" (Bonferroni).
+
+    The smallest two-sided normal p-value of :func:`random_annotation_z` over the tested classes,
+    times their number (capped at 1): valid whatever the dependence between classes (cells of one
+    image are scored together). NaN when no class can be tested.
+
+    Args:
+        p: float ``(N, C)`` probabilities in [0, 1].
+        t: int8 ``(N, C)`` targets.
+
+    Returns:
+        float in [0, 1] (or NaN); reject randomness when below :data:`RANDOM_TEST_LEVEL`.
+    """
+    z, tested = random_annotation_z(p, t)
+    k = int(tested.sum())
+    if k == 0:
+        return float("nan")
+    z_max = float(np.abs(z[tested]).max())
+    return min(1.0, k * math.erfc(z_max / math.sqrt(2.0)))
+
+
+__all__ = [
+    "MIN_SEPARATION",
+    "RANDOM_TEST_LEVEL",
+    "adjusted_rate",
+    "random_annotation_pvalue",
+    "random_annotation_z",
+    "random_rate",
+    "shifted_rate",
+    "shrunk_rate",
+]
