@@ -23,9 +23,23 @@ def _note(job: Job, what: str) -> None:
     job.history = [*(job.history or []), {"at": utcnow().isoformat(timespec="seconds"), "event": what}]
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any], dataset_id: int | None = None) -> Job:
-    job = Job(kind=kind, payload=dict(payload), dataset_id=dataset_id, status=JobStatus.QUEUED)
-    _note(job, "queued")
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    dataset_id: int | None = None,
+    *,
+    created_by: str | None = None,
+) -> Job:
+    """Add a queued job of ``kind``; ``created_by`` is the name of the user who asked for it."""
+    job = Job(
+        kind=kind,
+        payload=dict(payload),
+        dataset_id=dataset_id,
+        status=JobStatus.QUEUED,
+        created_by=created_by,
+    )
+    _note(job, f"queued by {created_by}" if created_by else "queued")
     session.add(job)
     session.flush()
     return job

@@ -5,6 +5,9 @@ An image path from the store (relative to ``image_root``) is resolved with symli
 path or a symlink pointing outside are refused. Decoding problems (truncated, zero-byte, not an
 image, a decompression bomb) are refused with a reason, never a crash. Rendered JPEGs are cached on
 disk under ``LABELMEND_HOME/thumbs`` keyed by real path, size, mtime and box size.
+
+:func:`show_image` serves only a tab that may see images (signed in, or single-person mode) and
+only from the image root of the dataset selected in that tab, whatever root a page passes.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import hashlib
 import io
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageOps
 
+from app.auth import Permission, PermissionDenied
+from app.web import state
 from app.web.components.text import md_escape
 from common.atomic import atomic_write_bytes
 from db.engine import labelmend_home
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 LARGE_PX = 768
 THUMB_PX = 224
 JPEG_QUALITY = 85
+_ROOT_KEY = "_image_root"  # (dataset name, its image root, time.monotonic() when read)
 
 
 class ImageAccessError(ValueError):
@@ -122,16 +129,48 @@ def image_jpeg(image_root: str | Path, rel_path: str, max_px: int = LARGE_PX) ->
     return data
 
 
+def _selected_root() -> str | None:
+    """The image root of the dataset selected in this tab (re-read every ``state.REFRESH_S`` s)."""
+    name = st.session_state.get(state.DATASET_KEY)
+    memo = st.session_state.get(_ROOT_KEY)
+    now = time.monotonic()
+    if memo is not None and memo[0] == name and now - memo[2] < state.REFRESH_S:
+        return str(memo[1])
+    ds = state.current_dataset(state.get_store())
+    if ds is None:
+        return None
+    st.session_state[_ROOT_KEY] = (ds.name, ds.image_root, now)
+    return ds.image_root
+
+
+def check_may_see(image_root: str | Path) -> None:
+    """Refuse unless this tab may see images and ``image_root`` is its selected dataset's root.
+
+    Raises:
+        PermissionDenied: not signed in (when sign-in is required), or the role may not see images.
+        ImageAccessError: ``image_root`` is not the selected dataset's image root.
+    """
+    state.require_permission(Permission.VIEW_IMAGES)
+    if str(image_root) != _selected_root():
+        raise ImageAccessError("the image is not in the dataset selected in this tab; not served")
+
+
 def show_image(
     image_root: str | Path, rel_path: str, *, max_px: int = LARGE_PX, caption: str | None = None
 ) -> bool:
     """Render a dataset image with ``st.image``, or a warning naming why it is not shown.
 
+    Only for a tab that may see images, from the selected dataset's root (:func:`check_may_see`).
+
     Returns:
         True when the image was shown.
     """
     try:
+        check_may_see(image_root)
         data = image_jpeg(image_root, rel_path, max_px)
+    except PermissionDenied as err:
+        st.warning(f"Image not shown: {md_escape(err)}", icon=":material/lock:")
+        return False
     except ImageAccessError as err:
         st.warning(f"Image not shown: {md_escape(err)}", icon=":material/broken_image:")
         return False
@@ -147,6 +186,7 @@ __all__ = [
     "LARGE_PX",
     "THUMB_PX",
     "ImageAccessError",
+    "check_may_see",
     "image_jpeg",
     "render_jpeg",
     "resolve_inside",

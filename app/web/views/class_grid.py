@@ -3,7 +3,8 @@
 Every thumbnail starts as *accept*; a click on its button toggles accept/reject, and **Enter**
 (or the Submit button) decides the whole page — each decision through :func:`db.review.decide` in
 its own transaction — and leases the next page. The page's suggestions are leased to the
-annotator while shown, so two annotators never get the same ones.
+annotator while shown, so two annotators never get the same ones. Decisions are refused on the
+server without the review permission (:func:`app.web.guarded.decide_suggestion`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from app.web import cached, state
+from app.auth import Permission, PermissionDenied
+from app.web import cached, guarded, state
 from app.web.components import Action, action_bar, md_escape
 from app.web.images import THUMB_PX, show_image
 from db import queries
 from db.errors import ConflictError, NotFoundError
-from db.review import Decision, claim_class_page, decide, release_claims
+from db.review import Decision, claim_class_page, release_claims
 
 STATE_KEY = "grid_state"
 CLASS_KEY = "grid_class"
@@ -76,6 +78,8 @@ def _ensure_page(gs: GridState) -> None:
 
 
 def _toggle(sid: int) -> None:
+    if state.guard(Permission.REVIEW) is None:
+        return
     gs: GridState = st.session_state[STATE_KEY]
     gs.rejected ^= {sid}
 
@@ -83,15 +87,17 @@ def _toggle(sid: int) -> None:
 def _submit(gs: GridState) -> None:
     done = {Decision.ACCEPT: 0, Decision.REJECT: 0}
     problems: list[str] = []
-    store = state.get_store()
+    store, who = state.get_store(), state.identity()
     for sid in gs.ids:
         decision = Decision.REJECT if sid in gs.rejected else Decision.ACCEPT
-        with store.write() as s:  # one decision per transaction; a conflict commits only its mark
-            try:
-                decide(s, sid, decision, gs.reviewer)
-                done[decision] += 1
-            except (ConflictError, NotFoundError) as err:
-                problems.append(str(err))
+        try:  # one decision per transaction; a conflict commits only its mark
+            guarded.decide_suggestion(store, who, sid, decision)
+            done[decision] += 1
+        except PermissionDenied as err:
+            state.flash("error", f"Refused: {err}")
+            return
+        except (ConflictError, NotFoundError) as err:
+            problems.append(str(err))
     gs.ids, gs.rejected = [], set()
     cached.pending_classes.clear()
     cached.pending_count.clear()
@@ -147,6 +153,7 @@ def _grid(ds: state.DatasetRef, gs: GridState) -> None:
 
 def render() -> None:
     state.show_flashes()
+    state.require_page(Permission.REVIEW)
     ds = state.require_dataset()
     who = state.require_annotator("make")
     classes = cached.pending_classes(state.get_store().url, ds.id)

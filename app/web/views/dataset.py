@@ -2,6 +2,7 @@
 
 Everything comes from indexed GROUP BYs (one row per class, never one per label), cached for a few
 seconds. Class names are HTML-escaped before they reach Plotly, which renders a subset of HTML.
+Managers and admins only: the figures are read through :func:`app.web.guarded.dataset_overview`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.web import cached, state
+from app.auth import Identity, Permission
+from app.web import guarded, state
 from app.web.components import md_escape, plotly_text
 from db.datasets import search_classes
 
@@ -27,9 +29,9 @@ COLOURS = {"positive": "#2e7d32", "negative": "#c62828", "unknown": "#9e9e9e"}
 SUGGESTION_COLOURS = {"pending": "#f9a825", "accepted": "#2e7d32", "rejected": "#c62828"}
 
 
-def _frame(ds: state.DatasetRef) -> tuple[pd.DataFrame, int, int | None]:
+def _frame(who: Identity, ds: state.DatasetRef) -> tuple[pd.DataFrame, int, int | None]:
     """One row per class (C rows): counts, suggestion outcomes, priors; plus N images and the run id."""
-    data = cached.dataset_overview(state.get_store().url, ds.id)
+    data = guarded.dataset_overview(state.get_store(), who, ds.id)
     df = pd.DataFrame(data["classes"])
     if df.empty:
         return df, data["n_images"], data["run_id"]
@@ -133,8 +135,9 @@ def _search(ds: state.DatasetRef, df: pd.DataFrame) -> None:
 
 def render() -> None:
     state.show_flashes()
+    who = state.require_page(Permission.VIEW_DATASET)
     ds = state.require_dataset()
-    df, n_images, run_id = _frame(ds)
+    df, n_images, run_id = _frame(who, ds)
     st.markdown(f"## {md_escape(ds.name)}")
     if df.empty:
         st.info("This dataset has no classes yet.")

@@ -2,7 +2,8 @@
 
 Any label can be changed; each change goes through :func:`db.labels.set_label` with the version
 the annotator saw, so a cell someone else changed meanwhile is a clear conflict, never a silent
-overwrite. The image is picked by its id (``?image=ID`` in the URL works too).
+overwrite. The image is picked by its id (``?image=ID`` in the URL works too). Changes are
+recorded under the signed-in user and refused on the server without the edit permission.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.web import state
+from app.auth import Permission, PermissionDenied
+from app.web import guarded, state
 from app.web.components import md_escape
 from app.web.images import LARGE_PX, show_image
 from db import queries
 from db.datasets import image_labels, search_classes
 from db.errors import ConflictError, NotFoundError
-from db.labels import set_label
-from db.models import Image, LabelClass, LabelSource
+from db.models import Image, LabelClass
 
 CURRENT_KEY = "image_current"  # the image shown (external id); survives visits to other pages
 IMAGE_KEY = "image_ext"  # the id input widget
@@ -29,19 +30,18 @@ ROW_WIDTHS = (1.6, 1.0, 1.0)  # class name, then one button per other state
 
 
 def _set(image_id: int, class_id: int, class_name: str, value: int | None, seen_version: int) -> None:
-    who = state.annotator()
     try:
-        with state.get_store().write() as s:
-            set_label(
-                s,
-                image_id=image_id,
-                class_id=class_id,
-                value=value,
-                author=who,
-                source=LabelSource.EDIT,
-                reason="changed on the Image page",
-                expected_version=seen_version,
-            )
+        guarded.edit_label(
+            state.get_store(),
+            state.identity(),
+            image_id=image_id,
+            class_id=class_id,
+            value=value,
+            expected_version=seen_version,
+        )
+    except PermissionDenied as err:
+        state.flash("error", f"Refused: {err}")
+        return
     except ConflictError as err:
         state.flash("error", f"Conflict, nothing changed: {err}")
         return
@@ -177,20 +177,25 @@ def _history(image_id: int) -> None:
 
 def render() -> None:
     state.show_flashes()
+    who = state.require_page(Permission.VIEW_IMAGES)
     ds = state.require_dataset()
     image = _pick(ds)
     if image is None:
         return
     with state.get_store().read() as s:
         il = image_labels(s, image.id)
-    can_edit = bool(state.annotator())
+    can_edit = who.can(Permission.EDIT_LABELS) and bool(who.name)
     left, right = st.columns(2, gap="large")
     with left:
         show_image(ds.image_root, image.path, max_px=LARGE_PX)
         st.caption(f"{md_escape(image.external_id)} · {image.split} · {md_escape(image.path)}")
     with right:
         if not can_edit:
-            st.info("Enter your name as *Annotator* in the sidebar to change labels.")
+            st.info(
+                "Enter your name as *Annotator* in the sidebar to change labels."
+                if who.single_person
+                else "Your role may not change labels."
+            )
         with st.container(key=f"image-labels-{image.id}"):
             st.markdown(f"#### Positive ({len(il.positives)})")
             _label_rows(image.id, il.positives, 1, il.versions, can_edit)

@@ -4,7 +4,8 @@ The import formats, their labels and whether they take a classes file come from 
 table (:class:`db.io.ImportFormat`, :func:`db.io.importer_for`); the import runs
 :func:`db.io.import_labels` in one transaction: a bad line is one error naming the file and line,
 and nothing changes. Exports stream the current labels (with provenance) to a file under
-``LABELMEND_HOME/exports`` and offer it for download.
+``LABELMEND_HOME/exports`` and offer it for download. Both are refused on the server without the
+import / export permission; imported labels are recorded under the signed-in user.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from typing import Any
 
 import streamlit as st
 
-from app.web import MAX_UPLOAD_MB, state
+from app.auth import Permission, PermissionDenied
+from app.web import MAX_UPLOAD_MB, guarded, state
 from app.web.components import md_escape
 from db.engine import labelmend_home
 from db.errors import StoreError
 from db.io import (
     ExportFormat,
     ImportFormat,
-    export_labels,
-    import_labels,
     importer_for,
     list_export_formats,
     list_import_formats,
@@ -60,15 +60,21 @@ def _save_upload(upload: Any, folder: Path) -> Path:
 def _run_import(
     fmt: ImportFormat, dataset: str, labels: Path, classes: Path | None, images: Path | None, split: str
 ) -> str:
-    author = state.annotator() or "import"
-    with state.get_store().write() as s:
-        report = import_labels(
-            s, fmt, labels=labels, classes=classes, images=images, dataset=dataset, split=split, author=author
-        )
-    return report.summary()
+    return guarded.import_file(
+        state.get_store(),
+        state.identity(),
+        fmt,
+        dataset=dataset,
+        labels=labels,
+        classes=classes,
+        images=images,
+        split=split,
+    )
 
 
 def _on_import() -> None:
+    if state.guard(Permission.IMPORT) is None:
+        return
     ss = st.session_state
     fmt = ImportFormat(ss["import-kind"])
     takes_classes = importer_for(fmt).classes
@@ -94,6 +100,9 @@ def _on_import() -> None:
             labels = labels_path
             classes = _opt_path(ss.get("import-classes") or "") if takes_classes else None
         summary = _run_import(fmt, dataset, labels, classes, images, split)
+    except PermissionDenied as err:
+        state.flash("error", f"Refused: {err}")
+        return
     except (StoreError, ValueError, FileNotFoundError) as err:
         state.flash("error", f"Nothing imported: {err}")
         return
@@ -152,12 +161,17 @@ def _import_form(default_dataset: str) -> None:
 
 
 def _on_export(dataset: str) -> None:
+    who = state.guard(Permission.EXPORT)
+    if who is None:
+        return
     fmt = ExportFormat(st.session_state["export-format"])
     out_dir = _ensure(labelmend_home() / "exports")
     out = out_dir / f"{_SAFE_NAME.sub('_', dataset)}-{fmt.value}{SUFFIX[fmt]}"
     try:
-        with state.get_store().read() as s:
-            report = export_labels(s, dataset=dataset, fmt=fmt, out=out)
+        report = guarded.export_file(state.get_store(), who, dataset=dataset, fmt=fmt, out=out)
+    except PermissionDenied as err:
+        state.flash("error", f"Refused: {err}")
+        return
     except (StoreError, ValueError, OSError) as err:
         state.flash("error", f"Export failed: {err}")
         return
@@ -190,12 +204,18 @@ def _export(dataset: str) -> None:
 
 def render() -> None:
     state.show_flashes()
+    who = state.identity()
+    if who is None or not (who.can(Permission.IMPORT) or who.can(Permission.EXPORT)):
+        who = state.require_page(Permission.IMPORT)  # shows the refusal and stops the page
     ds = state.current_dataset(state.get_store())
     left, right = st.columns(2, gap="large")
     with left:
-        _import_form(ds.name if ds else "default")
+        if who.can(Permission.IMPORT):
+            _import_form(ds.name if ds else "default")
     with right:
-        if ds is None:
+        if not who.can(Permission.EXPORT):
+            pass
+        elif ds is None:
             st.info("Import a dataset first; its labels can then be exported here.")
         else:
             _export(ds.name)

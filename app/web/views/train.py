@@ -4,7 +4,8 @@ The form builds a :class:`~app.pipeline.config.CycleConfig` and enqueues a ``cyc
 ``labelmend worker`` runs it. Progress comes from the job row (``progress``, ``message``,
 ``heartbeat_at``), polled by a fragment every two seconds. When jobs wait and no worker has sent
 a heartbeat recently, the page says how to start one and can start ``labelmend worker --once``
-as a background process.
+as a background process. Queueing, cancelling and starting a worker are refused on the server
+without the train permission; a job records who queued it (``Job.created_by``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.auth import Permission, PermissionDenied
 from app.pipeline.config import CycleConfig, PriorSource, TrainMode, WeightsSource
-from app.web import state
+from app.web import guarded, state
 from app.web.components import md_escape
 from core.losses.catalog import LossName, describe_loss
 from db.engine import labelmend_home
-from db.jobs import cancel, enqueue, recent_jobs
+from db.jobs import recent_jobs
 from db.models import Job, JobStatus, utcnow
 
 #: A worker heartbeats a running job every few seconds; older than this, it is presumed gone.
@@ -35,6 +37,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _enqueue(ds: state.DatasetRef) -> None:
+    who = state.guard(Permission.TRAIN)
+    if who is None:
+        return
     values = {
         f.name: st.session_state[f"train-{f.name}"]
         for f in fields(CycleConfig)
@@ -44,12 +49,14 @@ def _enqueue(ds: state.DatasetRef) -> None:
         config = CycleConfig(dataset=ds.name, **{k: v for k, v in values.items() if k != "dataset"})
         if not config.backbone.strip():
             raise ValueError("the backbone name is empty; give a timm model name such as resnet50")
-        with state.get_store().write() as s:
-            job = enqueue(s, "cycle", config.to_dict(), dataset_id=ds.id)
+        job_id = guarded.queue_cycle(state.get_store(), who, config, ds.id)
+    except PermissionDenied as err:
+        state.flash("error", f"Refused: {err}")
+        return
     except (TypeError, ValueError) as err:
         state.flash("error", f"Not queued: {err}")
         return
-    state.flash("success", f"Cycle queued as job {job.id}.")
+    state.flash("success", f"Cycle queued as job {job_id}.")
 
 
 def _choices(values: tuple[str, ...], default: str) -> dict[str, object]:
@@ -135,6 +142,8 @@ def _worker_command() -> list[str]:
 
 
 def _start_worker() -> None:
+    if state.guard(Permission.TRAIN) is None:
+        return
     logs = labelmend_home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"worker-{utcnow():%Y%m%d-%H%M%S}.log"
@@ -147,8 +156,10 @@ def _start_worker() -> None:
 
 
 def _cancel(job_id: int) -> None:
-    with state.get_store().write() as s:
-        cancel(s, job_id)
+    try:
+        guarded.cancel_job(state.get_store(), state.identity(), job_id)
+    except PermissionDenied as err:
+        state.flash("error", f"Refused: {err}")
 
 
 def _age(job: Job, now: dt.datetime) -> float | None:
@@ -190,7 +201,8 @@ def _worker_state(all_jobs: list[Job], now: dt.datetime) -> None:
 def _job(job: Job) -> None:
     with st.container(border=True, key=f"train-job-{job.id}"):
         head, side = st.columns([5, 1], vertical_alignment="center")
-        head.markdown(f"**Job {job.id}** · {md_escape(job.kind)} · {job.status} · attempt {job.attempts}")
+        by = f" · by {md_escape(job.created_by)}" if job.created_by else ""
+        head.markdown(f"**Job {job.id}** · {md_escape(job.kind)} · {job.status} · attempt {job.attempts}{by}")
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             side.button("Cancel", key=f"train-cancel-{job.id}", on_click=_cancel, args=(job.id,))
             st.progress(
@@ -214,6 +226,7 @@ def _jobs(ds: state.DatasetRef) -> None:
 
 def render() -> None:
     state.show_flashes()
+    state.require_page(Permission.TRAIN)
     ds = state.require_dataset()
     st.markdown(f"## Retrain {md_escape(ds.name)}")
     _form(ds)

@@ -1,0 +1,175 @@
+"""The pages' actions that change or reveal data, each checking the caller's permission first.
+
+Every function takes the caller's :class:`~app.auth.Identity` (the pages pass
+``state.identity()``) and raises :class:`~app.auth.PermissionDenied` before touching anything
+when the role lacks the permission, so a crafted request cannot do what the buttons hide. Work is
+recorded under ``who.name``: review decisions, label edits, imported labels, queued jobs
+(``Job.created_by``); exports are logged with it. Each call is one unit of work.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.auth import Identity, Permission, PermissionDenied, require
+from app.pipeline.config import CycleConfig
+from app.store import Store
+from app.web import cached
+from db.errors import ConflictError, NotFoundError, StoreError
+from db.io import ExportFormat, ImportFormat, export_labels, import_labels
+from db.io.export import ExportReport
+from db.jobs import cancel, enqueue
+from db.labels import set_label
+from db.models import LabelSource
+from db.review import Decision, decide
+
+log = logging.getLogger(__name__)
+
+
+def _recorded_name(who: Identity, fallback: str) -> str:
+    return who.name or fallback
+
+
+def decide_suggestion(store: Store, who: Identity | None, suggestion_id: int, decision: Decision) -> None:
+    """Record ``who``'s decision on a suggestion (:func:`db.review.decide`, its own transaction).
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.REVIEW`.
+        ConflictError, NotFoundError: as :func:`db.review.decide` (the superseded mark is kept).
+    """
+    who = require(who, Permission.REVIEW)
+    problem: StoreError | None = None
+    with store.write() as s:
+        try:
+            decide(s, suggestion_id, decision, who.name)
+        except (ConflictError, NotFoundError) as err:
+            problem = err  # raised after the commit: the superseded mark must stay
+    if problem is not None:
+        raise problem
+
+
+def edit_label(
+    store: Store,
+    who: Identity | None,
+    *,
+    image_id: int,
+    class_id: int,
+    value: int | None,
+    expected_version: int,
+) -> None:
+    """Set one cell (1 positive, 0 negative, None unknown) as an Image-page edit by ``who``.
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.EDIT_LABELS`, or no name to record it under.
+        ConflictError: the cell changed since ``expected_version`` was read; nothing written.
+    """
+    who = require(who, Permission.EDIT_LABELS)
+    if not who.name:
+        raise PermissionDenied("no name to record the change under; enter it as Annotator in the sidebar")
+    with store.write() as s:
+        set_label(
+            s,
+            image_id=image_id,
+            class_id=class_id,
+            value=value,
+            author=who.name,
+            source=LabelSource.EDIT,
+            reason="changed on the Image page",
+            expected_version=expected_version,
+        )
+
+
+def queue_cycle(store: Store, who: Identity | None, config: CycleConfig, dataset_id: int) -> int:
+    """Queue a retrain cycle job created by ``who``; returns the job id.
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.TRAIN`.
+    """
+    who = require(who, Permission.TRAIN)
+    with store.write() as s:
+        job = enqueue(s, "cycle", config.to_dict(), dataset_id=dataset_id, created_by=who.name or None)
+        return job.id
+
+
+def cancel_job(store: Store, who: Identity | None, job_id: int) -> None:
+    """Cancel a queued or running job.
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.TRAIN`.
+    """
+    require(who, Permission.TRAIN)
+    with store.write() as s:
+        cancel(s, job_id)
+
+
+def import_file(
+    store: Store,
+    who: Identity | None,
+    fmt: ImportFormat,
+    *,
+    dataset: str,
+    labels: Path,
+    classes: Path | None,
+    images: Path | None,
+    split: str,
+) -> str:
+    """Import a label file into ``dataset`` (one transaction) with ``who`` as the labels' author;
+    returns the report's one-line summary.
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.IMPORT`.
+        StoreError, ValueError, FileNotFoundError: as :func:`db.io.import_labels`; nothing changes.
+    """
+    who = require(who, Permission.IMPORT)
+    with store.write() as s:
+        report = import_labels(
+            s,
+            fmt,
+            labels=labels,
+            classes=classes,
+            images=images,
+            dataset=dataset,
+            split=split,
+            author=_recorded_name(who, "import"),
+        )
+    log.info("import into %r by %r: %s", dataset, who.name, report.summary())
+    return report.summary()
+
+
+def export_file(
+    store: Store, who: Identity | None, *, dataset: str, fmt: ExportFormat, out: Path
+) -> ExportReport:
+    """Write ``dataset``'s current labels to ``out``; the export is logged under ``who``.
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.EXPORT`.
+        StoreError, ValueError, OSError: as :func:`db.io.export_labels`.
+    """
+    who = require(who, Permission.EXPORT)
+    with store.read() as s:
+        report = export_labels(s, dataset=dataset, fmt=fmt, out=out)
+    log.info("export of %r as %s by %r to %s", dataset, fmt.value, who.name, out)
+    return report
+
+
+def dataset_overview(store: Store, who: Identity | None, dataset_id: int) -> dict[str, Any]:
+    """The Dataset page's per-class counts and priors (:func:`app.web.cached.dataset_overview`).
+
+    Raises:
+        PermissionDenied: without :attr:`Permission.VIEW_DATASET`.
+    """
+    require(who, Permission.VIEW_DATASET)
+    return cached.dataset_overview(store.url, dataset_id)
+
+
+__all__ = [
+    "cancel_job",
+    "dataset_overview",
+    "decide_suggestion",
+    "edit_label",
+    "export_file",
+    "import_file",
+    "queue_cycle",
+]
