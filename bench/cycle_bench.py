@@ -86,7 +86,7 @@ def run_cycle_bench(  # type: ignore[no-untyped-def]
     echo(f"  stored in {store.engine.dialect.name} in {time.perf_counter() - t0:.1f} s")
     config = CycleConfig(dataset="bench", backbone=cfg.backbone, pretrained=WeightsSource.NONE, mode=TrainMode.HEAD,
                          epochs=cfg.epochs, image_size=224, top_suggestions=cfg.top_suggestions, device="cpu",
-                         seed=cfg.seed)  # fmt: skip
+                         seed=cfg.seed, audit_share=0.0)  # fmt: skip
     cache_dir = store.home / "cache"
     cache = feature_cache(config, cfg.n_classes, cache_dir, resolve_weights(config, cache_dir))
     if cache.dim != cfg.dim:

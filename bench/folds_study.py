@@ -135,7 +135,7 @@ def study_protocol(
     for k in settings.folds:
         config = CycleConfig(dataset=name, backbone=settings.backbone, pretrained=settings.pretrained,
                              mode=TrainMode.HEAD, epochs=settings.epochs, image_size=settings.embed_size,
-                             folds=k, top_suggestions=int(unknown.sum()), device="cpu", seed=data.seed)  # fmt: skip
+                             folds=k, top_suggestions=int(unknown.sum()), device="cpu", seed=data.seed, audit_share=0.0)  # fmt: skip
         result = run_cycle(store, config)
         scores = stored_scores(store, result.target_run_id, data)
         precision, ap = ranking_quality(scores, unknown, data.y_train, ks)

@@ -1,5 +1,6 @@
 """Read-only queries behind the app's pages: suggestions with their image and class, queue sizes,
-run statistics, an image's history and image look-ups. Every one is indexed and LIMITed.
+run statistics, a run's audit sample, an image's history and image look-ups. Every one is indexed
+and LIMITed.
 
 Functions take ``session`` first and never write. Claims and decisions live in :mod:`db.review`,
 shared with the CLI; cached, Streamlit-specific wrappers live in ``app.web.cached``.
@@ -11,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -192,6 +193,111 @@ def class_stats_named(session: Session, run_id: int) -> list[ClassStatRow]:
     return [ClassStatRow(*r) for r in rows]
 
 
+#: ``suggestion.audit`` as a bare boolean term. SQLAlchemy writes ``audit = 1`` on SQLite, which
+#: SQLite does not match to the partial index ``ix_suggestion_audit`` (``WHERE audit``); the bare
+#: column matches on SQLite and PostgreSQL alike.
+_AUDIT = literal_column("suggestion.audit")
+
+
+@dataclass(frozen=True)
+class AuditClassRow:
+    """One class's audit cells in a run: how many, and how reviewers decided them.
+
+    ``accepted`` cells were positives the labels missed, ``rejected`` ones were negatives; cells
+    skipped, still pending or superseded by a later run are in ``cells`` only.
+    """
+
+    class_id: int
+    key: str
+    display_name: str
+    cells: int
+    accepted: int
+    rejected: int
+
+    @property
+    def decided(self) -> int:
+        return self.accepted + self.rejected
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """A run's audit sample and its ranked suggestions, as decided so far.
+
+    Attributes:
+        run_id: the run.
+        classes: per class with at least one audit cell, most decided first (then column order).
+        cells, accepted, rejected: the audit sample's totals over every class.
+        ranked_accepted, ranked_rejected: decisions on the run's other (ranked) suggestions.
+    """
+
+    run_id: int
+    classes: list[AuditClassRow]
+    cells: int
+    accepted: int
+    rejected: int
+    ranked_accepted: int
+    ranked_rejected: int
+
+    @property
+    def decided(self) -> int:
+        return self.accepted + self.rejected
+
+    @property
+    def ranked_decided(self) -> int:
+        return self.ranked_accepted + self.ranked_rejected
+
+
+def audit_summary(session: Session, run_id: int) -> AuditSummary:
+    """The audit sample of ``run_id`` per class, and the ranked suggestions' decisions.
+
+    Two small reads: the audit cells through the partial index ``ix_suggestion_audit`` (a few % of
+    the run's suggestions, grouped by class), and the run's per-class rows of the trigger-kept
+    ``suggestion_count``, from which the audit decisions are subtracted to give the ranked ones.
+    No scan of the run's suggestions.
+    """
+
+    def n_status(status: SuggestionStatus) -> ColumnElement[int]:
+        return func.sum(case((Suggestion.status == status, 1), else_=0))
+
+    audit = (
+        select(
+            Suggestion.class_id.label("class_id"),
+            func.count().label("cells"),
+            n_status(SuggestionStatus.ACCEPTED).label("accepted"),
+            n_status(SuggestionStatus.REJECTED).label("rejected"),
+        )
+        .where(Suggestion.run_id == run_id, _AUDIT)
+        .group_by(Suggestion.class_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            LabelClass.id, LabelClass.key, LabelClass.display_name, audit.c.cells, audit.c.accepted,
+            audit.c.rejected,
+        )
+        .join(audit, audit.c.class_id == LabelClass.id)
+        .order_by((audit.c.accepted + audit.c.rejected).desc(), LabelClass.position)
+    ).all()  # fmt: skip
+    classes = [AuditClassRow(cid, key, name, int(n), int(a), int(r)) for cid, key, name, n, a, r in rows]
+    total_accepted, total_rejected = session.execute(
+        select(
+            func.coalesce(func.sum(SuggestionCount.accepted), 0),
+            func.coalesce(func.sum(SuggestionCount.rejected), 0),
+        ).where(SuggestionCount.run_id == run_id)
+    ).one()
+    accepted = sum(c.accepted for c in classes)
+    rejected = sum(c.rejected for c in classes)
+    return AuditSummary(
+        run_id=run_id,
+        classes=classes,
+        cells=sum(c.cells for c in classes),
+        accepted=accepted,
+        rejected=rejected,
+        ranked_accepted=int(total_accepted) - accepted,
+        ranked_rejected=int(total_rejected) - rejected,
+    )
+
+
 @dataclass(frozen=True)
 class EventRow:
     """One audit event of an image: ``before``/``after`` are 1, 0 or None (unknown)."""
@@ -322,10 +428,13 @@ def pending_rows(
 
 
 __all__ = [
+    "AuditClassRow",
+    "AuditSummary",
     "ClassPending",
     "ClassStatRow",
     "EventRow",
     "SuggestionView",
+    "audit_summary",
     "class_stats_named",
     "find_images",
     "image_events",

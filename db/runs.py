@@ -176,13 +176,18 @@ def write_suggestions(
     scores: np.ndarray,
     probs: np.ndarray,
     priors: np.ndarray | None = None,
+    audit: np.ndarray | None = None,
 ) -> int:
     """Store a run's ranked suggestions as pending, superseding older pending ones of the dataset.
 
     Args:
-        image_ids, class_ids: database ids, shape (K,), best first.
-        scores: class-aware likelihood, shape (K,) (higher = more likely a missing positive).
+        image_ids, class_ids: database ids, shape (K,), in queue order (``rank`` = position + 1).
+        scores: queue key, shape (K,), non-increasing: the class-aware likelihood of a ranked cell
+            (higher = more likely a missing positive), a key between its neighbours' for an audit
+            cell.
         probs: model probability, shape (K,); priors: class prior per suggestion, shape (K,).
+        audit: bool, shape (K,): True for a cell of the random audit sample (``Suggestion.audit``);
+            None or all False = none (the column keeps its default, false).
 
     Returns:
         The number of suggestions stored: cells that got a label meanwhile, or that a reviewer
@@ -193,6 +198,10 @@ def write_suggestions(
     if not (len(class_ids) == len(scores) == len(probs) == k):
         raise ValueError("image_ids, class_ids, scores and probs must have the same length")
     pri = priors if priors is not None else np.full(k, np.nan)
+    if audit is not None and len(audit) != k:
+        raise ValueError(f"audit has {len(audit)} flags for {k} suggestions; give one per suggestion")
+    with_audit = audit is not None and bool(np.any(audit))
+    flags = np.asarray(audit, dtype=bool) if with_audit else np.zeros(k, dtype=bool)
     session.execute(
         update(Suggestion)
         .where(Suggestion.dataset_id == run.dataset_id, Suggestion.status == SuggestionStatus.PENDING)
@@ -209,20 +218,26 @@ def write_suggestions(
             ("prob", "DOUBLE PRECISION"),
             ("prior", "DOUBLE PRECISION"),
             ("rnk", "INTEGER"),
+            ("audit", "BOOLEAN"),
         ],
     )
     rows = (
-        (int(i), int(c), float(s), float(p), None if np.isnan(q) else float(q), r + 1)
-        for r, (i, c, s, p, q) in enumerate(zip(image_ids, class_ids, scores, probs, pri, strict=True))
+        (int(i), int(c), float(s), float(p), None if np.isnan(q) else float(q), r + 1, bool(a))
+        for r, (i, c, s, p, q, a) in enumerate(
+            zip(image_ids, class_ids, scores, probs, pri, flags, strict=True)
+        )
     )
-    load_rows(session, "stage_suggestion", ["image_id", "class_id", "score", "prob", "prior", "rnk"], rows)
+    columns = ["image_id", "class_id", "score", "prob", "prior", "rnk", "audit"]
+    load_rows(session, "stage_suggestion", columns, rows)
+    # Without an audit sample the column is not named: it keeps its server default (false).
+    audit_column, audit_value = (", audit", ", s.audit") if with_audit else ("", "")
     result = session.execute(
         text(
-            """
+            f"""
             INSERT INTO suggestion (run_id, dataset_id, image_id, class_id, score, prob, prior, rank,
-                                    status, version)
+                                    status, version{audit_column})
             SELECT :run_id, :dataset_id, s.image_id, s.class_id, s.score, s.prob, s.prior, s.rnk,
-                   :pending, 1
+                   :pending, 1{audit_value}
             FROM stage_suggestion s
             WHERE NOT EXISTS (SELECT 1 FROM label l WHERE l.image_id = s.image_id AND l.class_id = s.class_id)
               AND NOT EXISTS (SELECT 1 FROM suggestion d WHERE d.image_id = s.image_id

@@ -65,6 +65,16 @@ def cycle(
         int, typer.Option(min=1, help="Cross-fitting folds of the prior model (1 = none).")
     ] = _defaults.prior_folds,
     top_suggestions: Annotated[int, typer.Option(min=0)] = _defaults.top_suggestions,
+    audit_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Share of the review queue (0–0.5) drawn at random from the unknown cells instead of by "
+            "score, shown like any suggestion; its reviews measure the ranking's precision and each "
+            "class's missing-positive rate (Models page). 0 = none.",
+        ),
+    ] = _defaults.audit_share,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, mps.")] = _defaults.device,
     seed: int = _defaults.seed,
     workers: Annotated[int, typer.Option(min=0, help="Image loading processes.")] = _defaults.workers,
@@ -80,7 +90,7 @@ def cycle(
         dataset=dataset, backbone=backbone, pretrained=weights, pretrained_file=weights_file, mode=mode,
         loss=loss, prior=prior_source, prior_file=prior_path, epochs=epochs, image_size=image_size,
         batch_size=batch_size, lr=lr, folds=folds, prior_folds=prior_folds, top_suggestions=top_suggestions,
-        device=device, seed=seed, workers=workers,
+        audit_share=audit_share, device=device, seed=seed, workers=workers,
     )  # fmt: skip
     store = store_for(db)
     if queue:

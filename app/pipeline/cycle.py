@@ -138,7 +138,10 @@ def _run_cycle(
     report(1.0, f"partial mAP {validation.map:.2f}")
     timer.end()
 
-    suggestions = suggest(scorer, fit, train, priors.used, timer.start(Stage.SUGGEST))
+    # The run id seeds the audit sample: each run draws a fresh one, reproducibly.
+    suggestions = suggest(
+        scorer, fit, train, priors.used, timer.start(Stage.SUGGEST), audit_seed=(target_run_id,)
+    )
     timer.end()
 
     report = timer.start(Stage.STORE, f"writing {len(suggestions)} suggestions")

@@ -94,6 +94,20 @@ def store_prior_run(store: Store, run_id: int, data: DatasetArrays, priors: Prio
         )
 
 
+def audit_metrics(data: DatasetArrays, suggestions: Suggestions) -> dict[str, Any]:
+    """``{"audit": {"drawn": k, "unknown_cells": {class id (text): n}}}`` for a queue with an audit
+    sample, else ``{}``: the cells drawn and the population per class they were drawn from (the
+    training images' unknown cells), which turns a class's audit rate into its estimated missing
+    positives (Models page).
+    """
+    if len(suggestions.unknown_cells) == 0:
+        return {}
+    unknown = {
+        str(int(cid)): int(n) for cid, n in zip(data.class_ids, suggestions.unknown_cells, strict=True) if n
+    }
+    return {"audit": {"drawn": int(suggestions.audit.sum()), "unknown_cells": unknown}}
+
+
 def store_target_run(
     store: Store,
     run_id: int,
@@ -107,6 +121,8 @@ def store_target_run(
     end_timing: Callable[[], dict[str, float]],
 ) -> tuple[int, dict[str, float]]:
     """One transaction: the suggestions, the per-class statistics and the target run marked succeeded.
+
+    The run's metrics get ``audit`` (:func:`audit_metrics`) when the queue has an audit sample.
 
     Args:
         counts: extra metrics (``n_train``, ``n_val``, ``skipped_images``).
@@ -125,6 +141,7 @@ def store_target_run(
             scores=suggestions.score,
             probs=suggestions.probs,
             priors=suggestions.priors,
+            audit=suggestions.audit,
         )
         _write_class_stats(s, run_id, data, priors, ap=validation.per_class_ap)
         timings = end_timing()
@@ -133,6 +150,7 @@ def store_target_run(
             "prior_partial_map": json_number(priors.validation.map),
             "n_suggestions": n_stored,
             **counts,
+            **audit_metrics(data, suggestions),
         }
         runs.finish_run(s, run_id, metrics=metrics, artifacts=fit.artifacts, timings=timings)
     return n_stored, timings
@@ -140,6 +158,7 @@ def store_target_run(
 
 __all__ = [
     "INTERRUPTED",
+    "audit_metrics",
     "fail_runs",
     "json_number",
     "mark_stale_runs_failed",

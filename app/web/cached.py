@@ -133,8 +133,16 @@ def runs_overview(url: str, dataset_id: int, limit: int = 100) -> list[dict[str,
     return out
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def audit_summary(url: str, run_id: int) -> queries.AuditSummary:
+    """A run's audit sample per class and its ranked suggestions' decisions (:func:`db.queries.audit_summary`)."""
+    with open_store(url).read() as s:
+        return queries.audit_summary(s, run_id)
+
+
 __all__ = [
     "PENDING_CAP",
+    "audit_summary",
     "dataset_overview",
     "label_overview",
     "pending_classes",
