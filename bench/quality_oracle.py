@@ -8,7 +8,11 @@ store (``app.pipeline.ingest.ingest_arrays``). Each cycle:
    the prior (``core.priors.model_prior``), the loss under test gives cross-fitted probabilities,
    and the app's default ranker picks the top R unknown cells (``core.ranking.top_unknown``);
    only the loss differs between the compared arms;
-3. they are stored as a run's suggestions (``db.runs.write_suggestions``);
+3. as in the app's cycle, the app's default audit share of them (``CycleConfig.audit_share``) is
+   replaced by cells drawn at random from all unknown cells, one per block of the queue
+   (``app.pipeline.audit.audit_queue``), and the queue is stored as a run's suggestions
+   (``db.runs.write_suggestions``) — so "recovered per review" counts what a user's annotators
+   would recover, audit cells included;
 4. an oracle annotator works through the queue with ``db.review.claim_next`` and
    ``db.review.decide`` — the functions the app's review page calls, one transaction per decision —
    accepting exactly the suggestions that are truly present.
@@ -24,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.pipeline.audit import audit_queue
+from app.pipeline.config import CycleConfig
 from app.pipeline.ingest import ingest_arrays
 from app.pipeline.load import load_dataset
 from app.store import Store
@@ -143,23 +149,25 @@ def run_oracle(
         if cycle == cycles:
             break
         probs = suggestion_probs(x, t, loss, settings, head, seed=seed, prior=prior)
-        top = top_unknown(probs, t, prior, review)
+        queue = audit_queue(top_unknown(probs, t, prior, review), t, share=CycleConfig.audit_share,
+                            seed=(seed, cycle))  # fmt: skip
         with store.write() as s:
             run = runs.create_run(s, dataset_id, RunKind.TARGET.value, {"loss": loss, "benchmark": "quality"})
             runs.write_suggestions(
                 s,
                 run.id,
-                image_ids=arrays.image_ids[top.img_idx],
-                class_ids=arrays.class_ids[top.cls_idx],
-                scores=top.score.astype(np.float64),
-                probs=probs[top.img_idx, top.cls_idx].astype(np.float64),
-                priors=prior[top.cls_idx],
+                image_ids=arrays.image_ids[queue.img_idx],
+                class_ids=arrays.class_ids[queue.cls_idx],
+                scores=queue.score,
+                probs=probs[queue.img_idx, queue.cls_idx].astype(np.float64),
+                priors=prior[queue.cls_idx],
+                audit=queue.audit,
             )
             runs.finish_run(s, run.id, metrics={"test_map": out.test_map[-1]})
         truth = data.y_train[rows]
         truth_of = {
             (int(arrays.image_ids[i]), int(arrays.class_ids[c])): int(truth[i, c])
-            for i, c in zip(top.img_idx.tolist(), top.cls_idx.tolist(), strict=True)
+            for i, c in zip(queue.img_idx.tolist(), queue.cls_idx.tolist(), strict=True)
         }
         t0 = time.perf_counter()
         accepted, reviewed = _review(store, dataset_id, truth_of)

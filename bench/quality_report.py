@@ -267,7 +267,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         "",
         f"Review loop: OpenImages-like labels, {s['oracle_cycles']} cycles × R = {s['oracle_review']} "
         "suggestions decided by an oracle through `db.review.claim_next` / `decide` on a SQLite store; the "
-        "arms differ only in the target model's loss (prior and ranker as in the app).",
+        "arms differ only in the target model's loss (prior, ranker and audit share of random cells in "
+        "the queue as in the app).",
         "",
     ]
     return "\n".join(head) + "\n" + markdown_tables(results)

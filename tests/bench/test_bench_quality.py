@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.pipeline.config import WeightsSource
+from app.pipeline.config import CycleConfig, WeightsSource
 from app.pipeline.load import load_dataset
 from app.store import open_store
 from bench.quality import QualitySettings, run_quality_bench, total_steps
@@ -208,6 +208,11 @@ def test_oracle_decides_through_the_review_path(db_url: str, seed_data: SeedData
         assert by_status.get("accepted", 0) == sum(result.accepted)
         assert by_status.get("accepted", 0) + by_status.get("rejected", 0) == 40
         assert set(by_status) <= {"accepted", "rejected"}  # nothing left pending or superseded
+        # Each cycle's queue carries the app's audit share of random cells (5 % of 20: one per run).
+        per_run = s.execute(
+            select(Suggestion.run_id, func.count()).where(Suggestion.audit).group_by(Suggestion.run_id)
+        ).all()
+        assert sorted(n for _, n in per_run) == [round(CycleConfig.audit_share * 20)] * 2
         events = s.scalar(
             select(func.count())
             .select_from(LabelEvent)
