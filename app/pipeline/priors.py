@@ -2,7 +2,7 @@
 
 Three estimates are kept for every class, whichever is used: ``naive`` (the annotated positive
 rate), ``model`` (:func:`core.priors.model_prior` on the ignore-mode model's probabilities of
-images it did not train on, ``--prior-folds`` folds) and the one ``used`` by the target model's loss
+images it did not train on, ``--prior-folds`` folds, by the method ``auto`` picks for these labels) and the one ``used`` by the target model's loss
 and the ranking (:class:`~app.pipeline.config.PriorSource`: model, naive, or a
 ``Classes,avg_pred`` file, read and checked by :func:`read_prior_file` before any training).
 """
@@ -21,7 +21,14 @@ from app.pipeline.fit import Fit, Scorer, train_scorer
 from app.pipeline.load import DatasetArrays
 from common.progress import Progress
 from core.losses.catalog import LossName
-from core.priors import model_prior, naive_prior, read_prior_csv
+from core.priors import (
+    DEFAULT_PRIOR_METHOD,
+    PriorMethod,
+    model_prior,
+    naive_prior,
+    read_prior_csv,
+    select_prior_method,
+)
 
 #: The temporary model's loss: annotated cells only, so its probabilities estimate the prevalence.
 PRIOR_LOSS = LossName.IGNORE
@@ -37,6 +44,8 @@ class Priors:
         used: the one the target model and the ranking use (``CycleConfig.prior``).
         validation: the ignore-mode model's partial mAP on the validation split (mean of the folds' models).
         fit: the last ignore-mode model trained (its artifacts and training seconds are stored).
+        method: the :class:`core.priors.PriorMethod` that gave ``model`` (what ``auto`` chose on
+            these labels: ``random`` or ``shrunk``); stored with the prior run's metrics.
     """
 
     naive: np.ndarray
@@ -44,6 +53,7 @@ class Priors:
     used: np.ndarray
     validation: Validation
     fit: Fit
+    method: str
 
 
 def read_prior_file(path: Path, data: DatasetArrays) -> np.ndarray:
@@ -117,9 +127,12 @@ def estimate_priors(
     targets = scorer.data.targets
     naive = naive_prior(targets[train])
     probs, val_probs, fit = prior_model_probs(scorer, train, val, report)
-    model = model_prior(probs, targets[train])
+    method = DEFAULT_PRIOR_METHOD
+    if method is PriorMethod.AUTO:
+        method = select_prior_method(probs, targets[train])
+    model = model_prior(probs, targets[train], method=method)
     used = choose_prior(scorer.config.prior, naive=naive, model=model, file=file_prior)
-    return Priors(naive, model, used, validate(val_probs, targets[val]), fit)
+    return Priors(naive, model, used, validate(val_probs, targets[val]), fit, method.value)
 
 
 __all__ = [

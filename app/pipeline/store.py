@@ -88,7 +88,7 @@ def store_prior_run(store: Store, run_id: int, data: DatasetArrays, priors: Prio
         runs.finish_run(
             s,
             run_id,
-            metrics={"partial_map": json_number(priors.validation.map)},
+            metrics={"partial_map": json_number(priors.validation.map), "prior_method": priors.method},
             artifacts=priors.fit.artifacts,
             timings={"train": priors.fit.seconds},
         )

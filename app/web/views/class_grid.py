@@ -146,7 +146,7 @@ def _grid(ds: state.DatasetRef, gs: GridState) -> None:
                     type="secondary" if rejected else "primary",
                     on_click=_toggle,
                     args=(view.id,),
-                    help=f"{view.external_id} · probability {view.prob:.2f}",
+                    help=view.external_id,  # no model probability: the grid is blind, as the Review page
                     width="stretch",
                 )
 

@@ -145,17 +145,10 @@ def _history(image_id: int) -> None:
         events = queries.image_events(s, image_id, limit=20)
         pending = queries.pending_for_image(s, image_id)
     if pending:
+        # Class names only, as on the Review page: a model score would anchor the decision, and a
+        # random audit cell would give itself away by its score.
         st.markdown("**Pending suggestions on this image**")
-        st.dataframe(
-            pd.DataFrame(
-                {
-                    "class": [p.class_name for p in pending],
-                    "probability": [p.prob for p in pending],
-                    "score": [p.score for p in pending],
-                }
-            ),
-            hide_index=True,
-        )
+        st.dataframe(pd.DataFrame({"class": [p.class_name for p in pending]}), hide_index=True)
     st.markdown("**History** (newest first)")
     if not events:
         st.caption("No changes recorded.")

@@ -50,7 +50,9 @@ def _arrays(small: Small) -> DatasetArrays:
 
 def _priors() -> Priors:
     fit = Fit(lambda idx: np.zeros((len(idx), 4), dtype=np.float32), {"head": "/runs/prior-head.pt"}, 1.5)
-    return Priors(np.full(4, 0.1), np.full(4, 0.2), np.full(4, 0.2), Validation(55.0, np.full(4, 0.5)), fit)
+    return Priors(
+        np.full(4, 0.1), np.full(4, 0.2), np.full(4, 0.2), Validation(55.0, np.full(4, 0.5)), fit, "shrunk"
+    )
 
 
 def test_stale_runs_of_the_job_are_failed_and_no_others(store: Store, small: Small) -> None:
@@ -83,7 +85,7 @@ def test_prior_run_stores_its_priors_and_metrics(store: Store, small: Small) -> 
     with store.read() as s:
         run = runs.get_run(s, run_id)
         assert (run.kind, run.status, run.metrics, run.timings) == (
-            RunKind.PRIOR, RunStatus.SUCCEEDED, {"partial_map": 55.0}, {"train": 1.5}
+            RunKind.PRIOR, RunStatus.SUCCEEDED, {"partial_map": 55.0, "prior_method": "shrunk"}, {"train": 1.5}
         )  # fmt: skip
         stats = runs.class_stats(s, run_id)
         assert sorted((st.prior_naive, st.prior_model, st.ap) for st in stats) == [(0.1, 0.2, None)] * 4
