@@ -94,11 +94,14 @@ def cycle(
     )  # fmt: skip
     store = store_for(db)
     if queue:
+        import getpass
+
         from db.datasets import get_dataset
         from db.jobs import enqueue
 
-        with store.write() as s:
-            job = enqueue(s, "cycle", config.to_dict(), dataset_id=get_dataset(s, dataset).id)
+        with store.write() as s:  # recorded under the login name, as the app records its user
+            job = enqueue(s, "cycle", config.to_dict(), dataset_id=get_dataset(s, dataset).id,
+                          created_by=getpass.getuser())  # fmt: skip
         typer.echo(f"cycle queued as job {job.id}; run `labelmend worker` to start it")
         return
     console = Console(stderr=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import shutil
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def test_prior_file_spellings_queue_the_same_config(
     assert (job.payload["prior"], job.payload["prior_file"]) == ("file", str(path))
     assert (job.payload["pretrained"], job.payload["pretrained_file"]) == ("file", str(tmp_path / "w.pt"))
     assert (job.payload["loss"], job.payload["mode"]) == ("csl", "head")
+    assert job.created_by == getpass.getuser()
 
 
 @pytest.mark.parametrize(
