@@ -69,6 +69,8 @@ class LabelSource(enum.StrEnum):
     IMPORT = "import"
     REVIEW = "review"
     EDIT = "edit"
+    ADJUDICATION = "adjudication"
+    """A manager settled two reviewers' disagreement (``db.double_review.adjudicate``)."""
 
 
 class SuggestionStatus(enum.StrEnum):
@@ -406,6 +408,78 @@ class User(Base):
     last_seen_at: Mapped[dt.datetime | None]
 
 
+class SecondReviewStatus(enum.StrEnum):
+    """Where a suggestion chosen for a second look stands."""
+
+    PENDING = "pending"
+    """Waiting for a second annotator."""
+    AGREED = "agreed"
+    DISAGREED = "disagreed"
+    """Waiting for a manager to adjudicate."""
+    ADJUDICATED = "adjudicated"
+
+
+class SecondReview(Base):
+    """A decided suggestion shown to a second annotator, who does not see the first decision.
+
+    Values are label values: 1 = accept (present, positive), 0 = reject (absent, negative).
+    ``first_*`` copies the first decision (``Suggestion.reviewer`` / ``reviewed_at``), whose label
+    stands until an adjudication decides otherwise. ``second_*`` is the second annotator's
+    decision (never the first reviewer, ``db.double_review``), leased like suggestions through
+    ``claimed_by`` / ``claim_expires_at``. ``adjudicated_value`` is a manager's verdict on a
+    disagreement; it is written to the label (source ``adjudication``). ``class_id`` is the
+    suggestion's, copied for per-class agreement without a join. Times are UTC.
+    """
+
+    __tablename__ = "second_review"
+    __table_args__ = (
+        CheckConstraint(_enum_check("status", SecondReviewStatus), name="status"),
+        CheckConstraint("first_value IN (0, 1)", name="first_value"),
+        CheckConstraint("second_value IN (0, 1)", name="second_value"),
+        CheckConstraint("adjudicated_value IN (0, 1)", name="adjudicated_value"),
+        # The second-look queue and the disagreement queue: oldest first, per dataset.
+        Index(
+            "ix_second_review_queue",
+            "dataset_id",
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_second_review_disagreed",
+            "dataset_id",
+            "id",
+            sqlite_where=text("status = 'disagreed'"),
+            postgresql_where=text("status = 'disagreed'"),
+        ),
+        # Per-annotator and per-class figures (Team page).
+        Index("ix_second_review_first_reviewer", "dataset_id", "first_reviewer"),
+        Index("ix_second_review_second_reviewer", "dataset_id", "second_reviewer"),
+        Index("ix_second_review_class_status", "dataset_id", "class_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestion.id", ondelete="CASCADE"), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    class_id: Mapped[int] = mapped_column(ForeignKey("label_class.id", ondelete="CASCADE"))
+    first_reviewer: Mapped[str] = mapped_column(String(200))
+    first_value: Mapped[int] = mapped_column(SmallInteger)
+    first_at: Mapped[dt.datetime]
+    second_reviewer: Mapped[str | None] = mapped_column(String(200))
+    second_value: Mapped[int | None] = mapped_column(SmallInteger)
+    second_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claim_expires_at: Mapped[dt.datetime | None]
+    status: Mapped[SecondReviewStatus] = mapped_column(
+        StrEnumType(SecondReviewStatus, 16), default=SecondReviewStatus.PENDING
+    )
+    adjudicator: Mapped[str | None] = mapped_column(String(200))
+    adjudicated_value: Mapped[int | None] = mapped_column(SmallInteger)
+    adjudicated_at: Mapped[dt.datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
     "Base",
     "Dataset",
@@ -421,6 +495,8 @@ __all__ = [
     "RunClassStat",
     "RunKind",
     "RunStatus",
+    "SecondReview",
+    "SecondReviewStatus",
     "Split",
     "Suggestion",
     "SuggestionCount",

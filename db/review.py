@@ -17,6 +17,7 @@ import enum
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from db import double_review
 from db.errors import ConflictError, NotFoundError
 from db.labels import CellState, get_cell, set_label
 from db.models import LabelEvent, LabelSource, Suggestion, SuggestionStatus, utcnow
@@ -236,8 +237,19 @@ def release_claims(session: Session, reviewer: str, dataset_id: int | None = Non
     ).rowcount
 
 
-def decide(session: Session, suggestion_id: int, decision: Decision | str, reviewer: str) -> Suggestion:
+def decide(
+    session: Session,
+    suggestion_id: int,
+    decision: Decision | str,
+    reviewer: str,
+    *,
+    second_review_share: float = 0.0,
+) -> Suggestion:
     """Record one review decision and change the label it implies, with its audit event.
+
+    With ``second_review_share`` > 0 (a fraction in [0, 1]), an accept or reject also queues the
+    suggestion for a blind second look when :func:`db.double_review.chosen` picks its id; a skip
+    never does.
 
     A suggestion is only ever made for an unknown cell. When the cell has a label by the time of
     the decision (set on the Image page or by an import meanwhile), that label stands: the
@@ -249,7 +261,9 @@ def decide(session: Session, suggestion_id: int, decision: Decision | str, revie
         NotFoundError: no such suggestion.
         ConflictError: already decided, leased to another reviewer, or the cell was labelled
             meanwhile (the suggestion is then superseded); nothing else is written.
+        ValueError: ``second_review_share`` is not in [0, 1].
     """
+    double_review.check_share(second_review_share)
     decision = Decision.parse(decision) if isinstance(decision, str) else decision
     reviewer = reviewer.strip()
     if not reviewer:
@@ -274,6 +288,8 @@ def decide(session: Session, suggestion_id: int, decision: Decision | str, revie
                     expected_version=0,  # ConflictError unless the cell is still unknown
                     suggestion_id=suggestion_id,
                 )
+                if second_review_share > 0:
+                    double_review.enter(session, sugg, _VALUE[decision], reviewer, now, second_review_share)
             elif get_cell(session, image_id, class_id).version != 0:
                 raise ConflictError(f"image {image_id}, class {class_id} has a label now; reload")
     except ConflictError:
@@ -346,16 +362,19 @@ def undo(
 ) -> Suggestion:
     """Undo ``reviewer``'s decision on a suggestion: restore the cell and make it pending again.
 
-    The suggestion comes back leased to the same reviewer.
+    The suggestion comes back leased to the same reviewer; a pending second look of it
+    (:mod:`db.double_review`) is dropped.
 
     Raises:
-        ConflictError: the suggestion was not decided by ``reviewer``, or its cell changed since.
+        ConflictError: the suggestion was not decided by ``reviewer``, its cell changed since, or
+            a second annotator has reviewed it already.
     """
     sugg = session.get(Suggestion, suggestion_id, populate_existing=True)
     if sugg is None:
         raise NotFoundError(f"suggestion {suggestion_id} does not exist")
     if sugg.status == SuggestionStatus.PENDING or sugg.reviewer != reviewer:
         raise ConflictError(f"suggestion {suggestion_id} has no decision by {reviewer} to undo")
+    double_review.withdraw(session, suggestion_id)
     event = session.scalars(
         select(LabelEvent)
         .where(LabelEvent.suggestion_id == suggestion_id)

@@ -26,8 +26,10 @@ PAGES: tuple[tuple[str, str, str, str, str, Permission], ...] = (
     ("Label", "review.py", "Review", ":material/task_alt:", "", Permission.REVIEW),
     ("Label", "class_grid.py", "Class grid", ":material/grid_view:", "class_grid", Permission.REVIEW),
     ("Label", "image.py", "Image", ":material/image:", "image", Permission.VIEW_IMAGES),
+    ("Label", "adjudicate.py", "Adjudicate", ":material/gavel:", "adjudicate", Permission.ADJUDICATE),
     ("Insight", "dataset.py", "Dataset", ":material/bar_chart:", "dataset", Permission.VIEW_DATASET),
     ("Insight", "models.py", "Models", ":material/show_chart:", "models", Permission.VIEW_MODELS),
+    ("Insight", "team.py", "Team", ":material/groups:", "team", Permission.VIEW_OWN_FIGURES),
     ("Pipeline", "train.py", "Train", ":material/model_training:", "train", Permission.TRAIN),
     (
         "Pipeline",

@@ -4,6 +4,13 @@ Keys: **a** accept, **x** reject, **space** skip, **backspace** undo, **←** ba
 suggestion, **→** pass. Each decision is written at once by :func:`db.review.decide` in its own
 transaction (label + audit event); the suggestion shown is leased to the annotator by
 :func:`db.review.claim_next`, so two annotators never see the same one.
+
+Second pair of eyes (when people sign in; :mod:`db.double_review`): a second look that another
+annotator's decision left waiting is shown first, exactly like a suggestion — same card, same
+buttons, nothing about the first decision (the card's label lists leave out the asked class, for
+every card alike). Accept / reject record the second decision, undo takes it back, skip passes
+over it (it waits for someone else). In single-person mode there is no second person: no share
+is drawn and no second look is shown.
 """
 
 from __future__ import annotations
@@ -13,13 +20,24 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from app.web import cached, state
+from app.auth import Permission, PermissionDenied
+from app.double_review import share_for
+from app.web import cached, guarded, state
 from app.web.components import Action, action_bar, md_escape, names_line
 from app.web.images import LARGE_PX, show_image
 from db import queries
 from db.datasets import image_labels
+from db.double_review import (
+    claim_next_second,
+    claim_second,
+    get_second,
+    release_second,
+    release_second_claims,
+    undo_second,
+    waiting_count,
+)
 from db.errors import ConflictError, NotFoundError, StoreError
-from db.models import SuggestionStatus, utcnow
+from db.models import SecondReviewStatus, SuggestionStatus, utcnow
 from db.review import Decision, claim_next, claim_one, decide, release_claims, release_one, undo
 
 STATE_KEY = "review_state"
@@ -40,23 +58,34 @@ ACTIONS = (
 
 @dataclass
 class ReviewState:
-    """This tab's place in the queue: the leased suggestion, the undo stack, passed-over ids."""
+    """This tab's place in the queue: the leased suggestion, the undo stack, passed-over ids.
+
+    ``current``, ``decided`` and ``passed`` hold suggestion ids; ``looks`` maps the suggestion id
+    of each second look met in this tab to its :class:`~db.models.SecondReview` id, and ``look``
+    is set when the suggestion on screen is one. ``second_looks``: whether this tab takes them
+    (False in single-person mode).
+    """
 
     dataset_id: int
     class_id: int | None
     reviewer: str
+    second_looks: bool = False
     current: int | None = None
+    look: int | None = None
     decided: list[int] = field(default_factory=list)
     passed: list[int] = field(default_factory=list)
+    looks: dict[int, int] = field(default_factory=dict)
 
 
-def _review_state(dataset_id: int, class_id: int | None, reviewer: str) -> ReviewState:
+def _review_state(dataset_id: int, class_id: int | None, reviewer: str, second_looks: bool) -> ReviewState:
     rv: ReviewState | None = st.session_state.get(STATE_KEY)
-    if rv is None or (rv.dataset_id, rv.class_id, rv.reviewer) != (dataset_id, class_id, reviewer):
+    key = (dataset_id, class_id, reviewer, second_looks)
+    if rv is None or (rv.dataset_id, rv.class_id, rv.reviewer, rv.second_looks) != key:
         if rv is not None:
             with state.get_store().write() as s:
                 release_claims(s, rv.reviewer, rv.dataset_id)
-        rv = ReviewState(dataset_id, class_id, reviewer)
+                release_second_claims(s, rv.reviewer, rv.dataset_id)
+        rv = ReviewState(dataset_id, class_id, reviewer, second_looks)
         st.session_state[STATE_KEY] = rv
     return rv
 
@@ -64,13 +93,23 @@ def _review_state(dataset_id: int, class_id: int | None, reviewer: str) -> Revie
 def _decide(rv: ReviewState, decision: Decision) -> None:
     if rv.current is None:
         return
-    sid, rv.current = rv.current, None
+    sid, look, rv.current, rv.look = rv.current, rv.look, None, None
+    if look is not None and decision is Decision.SKIP:
+        _pass_over(rv, sid)  # not sure: leave the second look to someone else
+        return
     problem: StoreError | None = None
-    with state.get_store().write() as s:
-        try:
-            decide(s, sid, decision, rv.reviewer)
-        except (ConflictError, NotFoundError) as err:
-            problem = err  # committed: a suggestion whose cell was labelled meanwhile stays superseded
+    try:
+        if look is not None:
+            guarded.second_decision(state.get_store(), state.identity(), look, decision)
+        else:
+            share = share_for(state.require_permission(Permission.REVIEW))
+            with state.get_store().write() as s:
+                try:
+                    decide(s, sid, decision, rv.reviewer, second_review_share=share)
+                except (ConflictError, NotFoundError) as err:
+                    problem = err  # committed: a suggestion labelled meanwhile stays superseded
+    except (ConflictError, NotFoundError, PermissionDenied, ValueError) as err:
+        problem = err  # a second look taken meanwhile, the sign-in ended, or a bad share setting
     if problem is not None:
         state.flash("warning", str(problem))
         _pass_over(rv, sid)  # move on: do not offer the conflicting suggestion again
@@ -78,10 +117,18 @@ def _decide(rv: ReviewState, decision: Decision) -> None:
     rv.decided.append(sid)
 
 
+def _release(rv: ReviewState, sid: int) -> None:
+    """Give back the lease on ``sid`` (a suggestion, or the second look of one)."""
+    with state.get_store().write() as s:
+        if sid in rv.looks:
+            release_second(s, rv.looks[sid], rv.reviewer)
+        else:
+            release_one(s, sid, rv.reviewer)
+
+
 def _pass_over(rv: ReviewState, sid: int) -> None:
     rv.passed = [*rv.passed, sid][-MAX_PASSED:]
-    with state.get_store().write() as s:
-        release_one(s, sid, rv.reviewer)
+    _release(rv, sid)
 
 
 def _undo(rv: ReviewState) -> None:
@@ -89,33 +136,37 @@ def _undo(rv: ReviewState) -> None:
         state.flash("info", "Nothing to undo in this session.")
         return
     sid = rv.decided.pop()
+    look = rv.looks.get(sid)
     try:
         with state.get_store().write() as s:
-            undo(s, sid, rv.reviewer)
+            if look is not None:
+                undo_second(s, look, rv.reviewer)
+            else:
+                undo(s, sid, rv.reviewer)
     except (ConflictError, NotFoundError) as err:
         state.flash("warning", str(err))
         return
     _release_current(rv)
-    rv.current = sid
+    rv.current, rv.look = sid, look
 
 
 def _release_current(rv: ReviewState) -> None:
     """Give back the shown suggestion before showing another; the queue offers it again later."""
     if rv.current is not None:
-        with state.get_store().write() as s:
-            release_one(s, rv.current, rv.reviewer)
-        rv.current = None
+        _release(rv, rv.current)
+        rv.current = rv.look = None
 
 
 def _back(rv: ReviewState) -> None:
     if not rv.passed:
         return
     sid = rv.passed.pop()
+    look = rv.looks.get(sid)
     with state.get_store().write() as s:
-        taken = claim_one(s, sid, rv.reviewer)
+        taken = claim_second(s, look, rv.reviewer) if look is not None else claim_one(s, sid, rv.reviewer)
     if taken:
         _release_current(rv)
-        rv.current = sid
+        rv.current, rv.look = sid, look
     else:
         state.flash("info", f"Suggestion {sid} was decided or taken by someone else meanwhile.")
 
@@ -139,9 +190,46 @@ def _on_action(name: str, shown: int | None) -> None:
         {"undo": _undo, "back": _back, "pass": _pass}[name](rv)
 
 
-def _current(rv: ReviewState) -> queries.SuggestionView | None:
-    """The suggestion to show, leased to the reviewer: the current one (lease renewed) or the next."""
+def _current_look(rv: ReviewState) -> queries.SuggestionView | None:
+    """The second look on screen with its lease renewed, else None (``rv.current`` then cleared)."""
+    assert rv.current is not None and rv.look is not None
     store = state.get_store()
+    with store.read() as s:
+        row = get_second(s, rv.look)
+        pending = row is not None and row.status == SecondReviewStatus.PENDING
+        expires = state.as_utc(row.claim_expires_at) if row is not None else None
+        mine = pending and row is not None and row.claimed_by == rv.reviewer
+        if mine and expires and expires > utcnow() + dt.timedelta(seconds=RENEW_BEFORE_S):
+            return queries.suggestion_view(s, rv.current)
+    if pending:
+        with store.write() as s:
+            if claim_second(s, rv.look, rv.reviewer):
+                return queries.suggestion_view(s, rv.current)
+    rv.current = rv.look = None
+    return None
+
+
+def _next_look(rv: ReviewState) -> queries.SuggestionView | None:
+    """Lease the next second look waiting for this reviewer (never their own decision); None if none."""
+    with state.get_store().write() as s:
+        look = claim_next_second(
+            s, rv.dataset_id, rv.reviewer, class_id=rv.class_id, exclude=tuple(rv.passed)
+        )
+        if look is None:
+            return None
+        rv.current, rv.look = look.suggestion_id, look.id
+        rv.looks[look.suggestion_id] = look.id
+        return queries.suggestion_view(s, look.suggestion_id)
+
+
+def _current(rv: ReviewState) -> queries.SuggestionView | None:
+    """What to show, leased to the reviewer: the current item (lease renewed), else the next second
+    look waiting for them, else the next suggestion."""
+    store = state.get_store()
+    if rv.current is not None and rv.look is not None:
+        view = _current_look(rv)
+        if view is not None:
+            return view
     if rv.current is not None:
         with store.read() as s:
             view = queries.suggestion_view(s, rv.current)
@@ -161,11 +249,16 @@ def _current(rv: ReviewState) -> queries.SuggestionView | None:
                     return queries.suggestion_view(s, rv.current)
         rv.current = None
     try:
+        if rv.second_looks:
+            view = _next_look(rv)
+            if view is not None:
+                return view
         with store.write() as s:
             sugg = claim_next(s, rv.dataset_id, rv.reviewer, class_id=rv.class_id, exclude=tuple(rv.passed))
             if sugg is None:
                 return None
             rv.current = sugg.id
+            rv.looks.pop(sugg.id, None)  # its second look, if any, was withdrawn by an undo
             return queries.suggestion_view(s, sugg.id)
     except ConflictError as err:
         st.warning(md_escape(err))
@@ -185,12 +278,16 @@ def _class_filter(ds: state.DatasetRef) -> int | None:
     return choice
 
 
-def _labels(image_id: int) -> None:
+def _labels(image_id: int, asked: int) -> None:
+    """The image's labels, leaving out the class asked about (``asked``): a suggestion's cell is
+    unknown, and a second look's cell holds the first decision, which must not show."""
     with state.get_store().read() as s:
         il = image_labels(s, image_id)
-    st.markdown(f"**Positive ({len(il.positives)}):** {names_line([c.display_name for c in il.positives])}")
-    st.markdown(f"**Negative ({len(il.negatives)}):** {names_line([c.display_name for c in il.negatives])}")
-    st.markdown(f"**Unknown:** {il.n_unknown} of {il.n_classes} classes")
+    positives = [c.display_name for c in il.positives if c.id != asked]
+    negatives = [c.display_name for c in il.negatives if c.id != asked]
+    st.markdown(f"**Positive ({len(positives)}):** {names_line(positives)}")
+    st.markdown(f"**Negative ({len(negatives)}):** {names_line(negatives)}")
+    st.markdown(f"**Unknown:** {il.n_classes - len(positives) - len(negatives)} of {il.n_classes} classes")
 
 
 def _card(ds: state.DatasetRef, view: queries.SuggestionView) -> None:
@@ -215,7 +312,7 @@ def _card(ds: state.DatasetRef, view: queries.SuggestionView) -> None:
                 "—" if view.prior is None else f"{view.prior:.3f}",
                 help="Estimated share of images that show this class.",
             )
-            _labels(view.image_id)
+            _labels(view.image_id, view.class_id)
             st.page_link(
                 "views/image.py",
                 label="Open on the Image page",
@@ -228,12 +325,17 @@ def render() -> None:
     state.show_flashes()
     ds = state.require_dataset()
     who = state.require_annotator("review")
+    identity = state.identity()
+    second_looks = identity is not None and not identity.single_person
     top = st.columns([3, 2])
     with top[1]:
         class_id = _class_filter(ds)
-    rv = _review_state(ds.id, class_id, who)
+    rv = _review_state(ds.id, class_id, who, second_looks)
     view = _current(rv)
     pending = cached.pending_count(state.get_store().url, ds.id, class_id)
+    if second_looks:  # counted with the rest: nothing tells a second look apart
+        with state.get_store().read() as s:
+            pending += waiting_count(s, ds.id, who, class_id)
     queue = f"{cached.PENDING_CAP:,}+" if pending > cached.PENDING_CAP else f"{pending:,}"
     top[0].caption(
         f"Reviewing **{md_escape(ds.name)}** as **{md_escape(who)}** · {queue} pending · "
