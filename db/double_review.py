@@ -26,9 +26,10 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
+from db import leases
 from db.errors import ConflictError, NotFoundError
 from db.labels import get_cell, set_label
 from db.models import (
@@ -43,7 +44,7 @@ from db.models import (
     utcnow,
 )
 
-DEFAULT_LEASE_S = 120.0
+DEFAULT_LEASE_S = leases.DEFAULT_LEASE_S
 _WORD = {1: "accept", 0: "reject"}
 _VERDICT = {1: "present", 0: "absent"}
 
@@ -124,13 +125,8 @@ def withdraw(session: Session, suggestion_id: int) -> None:
 def _available(reviewer: str, now: dt.datetime) -> ColumnElement[bool]:
     """Pending, not ``reviewer``'s own first decision, and unclaimed / theirs / lease expired."""
     return and_(
-        SecondReview.status == SecondReviewStatus.PENDING,
+        leases.available(SecondReview, SecondReviewStatus.PENDING, reviewer, now),
         SecondReview.first_reviewer != reviewer,
-        or_(
-            SecondReview.claimed_by.is_(None),
-            SecondReview.claimed_by == reviewer,
-            SecondReview.claim_expires_at < now,
-        ),
     )
 
 
@@ -159,34 +155,15 @@ def claim_next_second(
     Raises:
         ConflictError: 20 claim attempts lost to other annotators in a row.
     """
-    for _attempt in range(20):
-        now = utcnow()
-        q = select(SecondReview.id, SecondReview.version).where(
-            SecondReview.dataset_id == dataset_id, _available(reviewer, now)
-        )
+
+    def usable(now: dt.datetime) -> ColumnElement[bool]:
+        q = and_(SecondReview.dataset_id == dataset_id, _available(reviewer, now))
         if class_id is not None:
-            q = q.where(SecondReview.class_id == class_id)
-        if exclude:
-            q = q.where(SecondReview.suggestion_id.not_in(exclude))
-        q = q.order_by(SecondReview.id).limit(1)
-        if session.get_bind().dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        row = session.execute(q).first()
-        if row is None:
-            return None
-        claimed = session.execute(
-            update(SecondReview)
-            .where(SecondReview.id == row.id, SecondReview.version == row.version, _available(reviewer, now))
-            .values(
-                claimed_by=reviewer,
-                claim_expires_at=now + dt.timedelta(seconds=lease_s),
-                version=SecondReview.version + 1,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if claimed == 1:
-            return session.get(SecondReview, row.id, populate_existing=True)
-    raise ConflictError("the second-review queue is busy (20 claim attempts lost); try again")
+            q = and_(q, SecondReview.class_id == class_id)
+        return and_(q, SecondReview.suggestion_id.not_in(exclude)) if exclude else q
+
+    return leases.claim_first(session, SecondReview, usable, (SecondReview.id,), reviewer, lease_s=lease_s,
+                              busy="the second-review queue is busy")  # fmt: skip
 
 
 def claim_second(
@@ -194,44 +171,18 @@ def claim_second(
 ) -> bool:
     """Lease (or renew) one second look to ``reviewer``; False if it is not available to them."""
     now = utcnow()
-    done = session.execute(
-        update(SecondReview)
-        .where(SecondReview.id == review_id, _available(reviewer, now))
-        .values(
-            claimed_by=reviewer,
-            claim_expires_at=now + dt.timedelta(seconds=lease_s),
-            version=SecondReview.version + 1,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
+    return leases.claim_ids(session, SecondReview, [review_id], _available(reviewer, now), reviewer, now,
+                            lease_s=lease_s) == 1  # fmt: skip
 
 
 def release_second(session: Session, review_id: int, reviewer: str) -> bool:
     """Give back ``reviewer``'s lease on one pending second look; False if they did not hold it."""
-    done = session.execute(
-        update(SecondReview)
-        .where(
-            SecondReview.id == review_id,
-            SecondReview.claimed_by == reviewer,
-            SecondReview.status == SecondReviewStatus.PENDING,
-        )
-        .values(claimed_by=None, claim_expires_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
+    return leases.release(session, SecondReview, SecondReviewStatus.PENDING, review_id, reviewer)
 
 
 def release_second_claims(session: Session, reviewer: str, dataset_id: int | None = None) -> int:
     """Give back every pending second look ``reviewer`` holds; returns how many."""
-    q = update(SecondReview).where(
-        SecondReview.claimed_by == reviewer, SecondReview.status == SecondReviewStatus.PENDING
-    )
-    if dataset_id is not None:
-        q = q.where(SecondReview.dataset_id == dataset_id)
-    return session.execute(
-        q.values(claimed_by=None, claim_expires_at=None).execution_options(synchronize_session=False)
-    ).rowcount
+    return leases.release_all(session, SecondReview, SecondReviewStatus.PENDING, reviewer, dataset_id)
 
 
 def get_second(session: Session, review_id: int) -> SecondReview | None:

@@ -14,15 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
-from db import double_review
+from db import double_review, leases
 from db.errors import ConflictError, NotFoundError
 from db.labels import CellState, get_cell, set_label
 from db.models import LabelEvent, LabelSource, Suggestion, SuggestionStatus, utcnow
 
-DEFAULT_LEASE_S = 120.0
+DEFAULT_LEASE_S = leases.DEFAULT_LEASE_S
 
 
 class Decision(enum.StrEnum):
@@ -65,14 +65,7 @@ _VALUE = {Decision.ACCEPT: 1, Decision.REJECT: 0}
 
 def _available(reviewer: str, now: dt.datetime) -> ColumnElement[bool]:
     """Pending, and unclaimed, claimed by ``reviewer``, or with an expired lease."""
-    return and_(
-        Suggestion.status == SuggestionStatus.PENDING,
-        or_(
-            Suggestion.claimed_by.is_(None),
-            Suggestion.claimed_by == reviewer,
-            Suggestion.claim_expires_at < now,
-        ),
-    )
+    return leases.available(Suggestion, SuggestionStatus.PENDING, reviewer, now)
 
 
 def pending_page(
@@ -111,34 +104,15 @@ def claim_next(
     A reviewer's own live claims come first, so a reload shows the same suggestion again.
     ``exclude``: suggestion ids to pass over (e.g. ones the reviewer moved past with the arrows).
     """
-    for _attempt in range(20):
-        now = utcnow()
-        q = select(Suggestion.id, Suggestion.version).where(
-            Suggestion.dataset_id == dataset_id, _available(reviewer, now)
-        )
+
+    def usable(now: dt.datetime) -> ColumnElement[bool]:
+        q = and_(Suggestion.dataset_id == dataset_id, _available(reviewer, now))
         if class_id is not None:
-            q = q.where(Suggestion.class_id == class_id)
-        if exclude:
-            q = q.where(Suggestion.id.not_in(exclude))
-        q = q.order_by(Suggestion.score.desc(), Suggestion.id).limit(1)
-        if session.get_bind().dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)  # annotators skip rows another one is claiming
-        row = session.execute(q).first()
-        if row is None:
-            return None
-        claimed = session.execute(
-            update(Suggestion)
-            .where(Suggestion.id == row.id, Suggestion.version == row.version, _available(reviewer, now))
-            .values(
-                claimed_by=reviewer,
-                claim_expires_at=now + dt.timedelta(seconds=lease_s),
-                version=Suggestion.version + 1,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if claimed == 1:
-            return session.get(Suggestion, row.id, populate_existing=True)
-    raise ConflictError("the review queue is busy (20 claim attempts lost to other annotators); try again")
+            q = and_(q, Suggestion.class_id == class_id)
+        return and_(q, Suggestion.id.not_in(exclude)) if exclude else q
+
+    return leases.claim_first(session, Suggestion, usable, (Suggestion.score.desc(), Suggestion.id), reviewer,
+                              lease_s=lease_s)  # fmt: skip
 
 
 def claim_one(
@@ -146,32 +120,13 @@ def claim_one(
 ) -> bool:
     """Lease one pending suggestion to ``reviewer`` (or renew their lease); False if unavailable."""
     now = utcnow()
-    done = session.execute(
-        update(Suggestion)
-        .where(Suggestion.id == suggestion_id, _available(reviewer, now))
-        .values(
-            claimed_by=reviewer,
-            claim_expires_at=now + dt.timedelta(seconds=lease_s),
-            version=Suggestion.version + 1,
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
+    return leases.claim_ids(session, Suggestion, [suggestion_id], _available(reviewer, now), reviewer, now,
+                            lease_s=lease_s) == 1  # fmt: skip
 
 
 def release_one(session: Session, suggestion_id: int, reviewer: str) -> bool:
     """Give back ``reviewer``'s lease on one pending suggestion; False if they did not hold it."""
-    done = session.execute(
-        update(Suggestion)
-        .where(
-            Suggestion.id == suggestion_id,
-            Suggestion.claimed_by == reviewer,
-            Suggestion.status == SuggestionStatus.PENDING,
-        )
-        .values(claimed_by=None, claim_expires_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return done == 1
+    return leases.release(session, Suggestion, SuggestionStatus.PENDING, suggestion_id, reviewer)
 
 
 def claim_class_page(
@@ -203,16 +158,7 @@ def claim_class_page(
     )
     if not ids:
         return []
-    session.execute(
-        update(Suggestion)
-        .where(Suggestion.id.in_(ids), _available(reviewer, now))
-        .values(
-            claimed_by=reviewer,
-            claim_expires_at=now + dt.timedelta(seconds=lease_s),
-            version=Suggestion.version + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    leases.claim_ids(session, Suggestion, ids, _available(reviewer, now), reviewer, now, lease_s=lease_s)
     mine = set(
         session.scalars(
             select(Suggestion.id).where(
@@ -227,14 +173,7 @@ def claim_class_page(
 
 def release_claims(session: Session, reviewer: str, dataset_id: int | None = None) -> int:
     """Give back every pending suggestion ``reviewer`` holds; returns how many."""
-    q = update(Suggestion).where(
-        Suggestion.claimed_by == reviewer, Suggestion.status == SuggestionStatus.PENDING
-    )
-    if dataset_id is not None:
-        q = q.where(Suggestion.dataset_id == dataset_id)
-    return session.execute(
-        q.values(claimed_by=None, claim_expires_at=None).execution_options(synchronize_session=False)
-    ).rowcount
+    return leases.release_all(session, Suggestion, SuggestionStatus.PENDING, reviewer, dataset_id)
 
 
 def decide(
