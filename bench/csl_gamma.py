@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.quality import QualitySettings
-from bench.quality_data import PROTOCOLS, SeedData, prepare_seed, protocol_targets, resolve_bench_weights
+from bench.quality import QualitySettings, seed_data
+from bench.quality_data import PROTOCOLS, SeedData, protocol_targets, resolve_bench_weights
 from bench.quality_methods import cross_fit, fit_head
 from core.losses import loss_from_name
 from core.losses.registry import CSL_GAMMA_UNANN
@@ -37,23 +37,6 @@ __all__ = ["csl_gamma_study", "main", "markdown"]
 
 #: The gamma_unann values compared by default: none, below, the preset, and the paper's 4.
 DEFAULT_GAMMAS: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 4.0)
-
-
-def _seed_data(settings: QualitySettings, seed: int, cache_dir: Path) -> SeedData:
-    """The quality benchmark's dataset of ``seed`` (rendered and embedded once, then cached)."""
-    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
-    return prepare_seed(
-        seed,
-        n_images=settings.n_images,
-        scene=settings.scene(),
-        split_fractions=settings.split_fractions,
-        backbone=settings.backbone,
-        weights=weights,
-        embed_size=settings.embed_size,
-        normalize=settings.pretrained.normalizes_inputs,
-        cache_dir=cache_dir,
-        workers=settings.workers,
-    )
 
 
 def _csl_map(data: SeedData, targets: np.ndarray, prior: np.ndarray, gamma: float, settings: QualitySettings,
@@ -92,13 +75,14 @@ def csl_gamma_study(
         raise ValueError(f"gammas must be one or more numbers ≥ 0, got {list(gammas)!r}")
     started = time.perf_counter()
     head = settings.head
+    weights = resolve_bench_weights(settings.backbone, settings.pretrained, cache_dir)
     runs: dict[str, dict[str, list[float]]] = {p: {} for p in settings.protocols}
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # as bench quality: small heads gain nothing from a second thread
     try:
         for i in range(settings.seeds):
             seed = settings.first_seed + i
-            data = _seed_data(settings, seed, cache_dir)
+            data = seed_data(settings, seed, cache_dir, weights)
             for protocol in settings.protocols:
                 mask_seed = seed * 100 + PROTOCOLS.index(protocol)  # bench quality's masks
                 targets = protocol_targets(

@@ -189,6 +189,23 @@ def run_seed(
     return out
 
 
+def seed_data(settings: QualitySettings, seed: int, cache_dir: Path, weights: str) -> SeedData:
+    """The benchmark's dataset of ``seed``: generated, rendered and embedded once, then read from
+    ``cache_dir``; ``weights`` from :func:`bench.quality_data.resolve_bench_weights`."""
+    return prepare_seed(
+        seed,
+        n_images=settings.n_images,
+        scene=settings.scene(),
+        split_fractions=settings.split_fractions,
+        backbone=settings.backbone,
+        weights=weights,
+        embed_size=settings.embed_size,
+        normalize=settings.pretrained.normalizes_inputs,
+        cache_dir=cache_dir,
+        workers=settings.workers,
+    )
+
+
 def run_quality_bench(
     settings: QualitySettings,
     *,
@@ -217,18 +234,7 @@ def run_quality_bench(
     with tempfile.TemporaryDirectory(prefix="labelmend-quality-") as tmp:
         for i in range(settings.seeds):
             seed = settings.first_seed + i
-            data = prepare_seed(
-                seed,
-                n_images=settings.n_images,
-                scene=settings.scene(),
-                split_fractions=settings.split_fractions,
-                backbone=settings.backbone,
-                weights=weights,
-                embed_size=settings.embed_size,
-                normalize=settings.pretrained.normalizes_inputs,
-                cache_dir=cache_dir,
-                workers=settings.workers,
-            )
+            data = seed_data(settings, seed, cache_dir, weights)
             say(f"seed {seed}: {len(data.train)} train / {len(data.test)} test images embedded")
             per_seed.append(run_seed(settings, seed, data, Path(tmp), say))
     config = {**settings.to_dict(), "command": command, "n_train": len(data.train), "n_test": len(data.test),
@@ -289,4 +295,4 @@ def quality_command(
     console.print(f"wall time {results['wall_seconds']:.0f} s; report, charts and results.json in {out}")
 
 
-__all__ = ["QualitySettings", "quality_command", "run_quality_bench", "run_seed", "total_steps"]
+__all__ = ["QualitySettings", "quality_command", "run_quality_bench", "run_seed", "seed_data", "total_steps"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.csl_gamma import csl_gamma_study, main, markdown
-from bench.quality import QualitySettings
-from bench.quality_data import prepare_seed, protocol_targets, resolve_bench_weights
+from bench.quality import QualitySettings, seed_data
+from bench.quality_data import protocol_targets, resolve_bench_weights
 from bench.quality_methods import HeadSettings, cross_fit, fit_head
 from core.losses.registry import CSL_GAMMA_UNANN
 from core.metrics import full_map
@@ -37,10 +37,7 @@ def test_study_measures_the_preset_and_the_paper_value(tmp_path: Path) -> None:
     # The preset arm is the `csl` preset that bench quality trains: same data, masks, prior, seed.
     seed = settings.first_seed
     weights = resolve_bench_weights(settings.backbone, settings.pretrained, tmp_path)
-    data = prepare_seed(seed, n_images=settings.n_images, scene=settings.scene(),
-                        split_fractions=settings.split_fractions, backbone=settings.backbone, weights=weights,
-                        embed_size=settings.embed_size, normalize=settings.pretrained.normalizes_inputs,
-                        cache_dir=tmp_path, workers=settings.workers)  # fmt: skip
+    data = seed_data(settings, seed, tmp_path, weights)
     targets = protocol_targets(data, "openimages", fpc_per_class=settings.fpc_per_class, seed=seed * 100 + 3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the study: float sums, hence the heads, depend on the thread count
