@@ -2,7 +2,8 @@
 
 Streamlit-free. Pace counts only *active* time: a gap of more than :data:`BREAK_S` seconds
 between two consecutive decisions of one annotator is a break and is left out, so a lunch break
-does not lower decisions per hour. Fractions are in [0, 1]; NaN means "no data" (shown as —).
+does not lower decisions per hour. Fractions are in [0, 1]; NaN means "no data" (Streamlit's
+table shows it as None, the CSV as an empty cell).
 """
 
 from __future__ import annotations
