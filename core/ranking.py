@@ -20,9 +20,12 @@ low-rank logits, where ``prior_shift`` wins or ties everywhere; ``labelmend benc
 them on images, where it does not, so the default is ``probability`` (:data:`DEFAULT_RANKER`; the
 numbers are in README.md, "Results" and "Studies behind the defaults").
 
-Audit sample: :func:`audit_sample` draws cells uniformly at random from the unknown ones, whatever
-their score, so that their reviewed labels estimate each class's missing-positive rate and the
-ranking's precision without bias.
+Streaming (:mod:`core.ranking_stream`): the same top K from probabilities fed in row chunks,
+holding O(chunk × C + K) rather than the ``(N, C)`` matrix.
+
+Audit sample (:mod:`core.audit_sample`): cells drawn uniformly at random from the unknown ones,
+whatever their score, so that their reviewed labels estimate each class's missing-positive rate and
+the ranking's precision without bias.
 
 Cross-fitting: :func:`kfold_split` splits the images into folds, so the suggestions for an image come
 from a model that never trained on that image's own (possibly wrong) unknown-as-negative cells.
@@ -30,7 +33,6 @@ from a model that never trained on that image's own (possibly wrong) unknown-as-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,7 +46,7 @@ __all__ = [
     "Fold",
     "Ranker",
     "TopUnknown",
-    "audit_sample",
+    "calibration_rows",
     "kfold_split",
     "score_unknown",
     "top_unknown",
@@ -64,13 +66,6 @@ _THRESHOLD_ROWS: int = 2_048
 _THRESHOLD_MARGIN: float = 1e-3
 #: Rows per block when counting labels per class (int16 sums cannot overflow below 32767).
 _COUNT_BLOCK: int = 16_384
-#: :func:`audit_sample` draws ranks with ``Generator.choice`` (O(k) memory: Floyd's algorithm) when
-#: k <= #unknown / this, or when #unknown <= ``_AUDIT_DENSE_CELLS`` (numpy then shuffles an
-#: index array of #unknown int64); otherwise it keeps the k smallest random keys, block by block.
-_AUDIT_SPARSE_RATIO: int = 50
-_AUDIT_DENSE_CELLS: int = 1 << 22
-#: Cells per block in :func:`audit_sample`'s block paths (rows x C about this many).
-_AUDIT_BLOCK_CELLS: int = 1 << 20
 
 
 class Ranker(Choice, kind="ranker", plural="rankers"):
@@ -189,110 +184,22 @@ def top_unknown(
     return TopUnknown(img.astype(np.int64), cls.astype(np.int64), score)
 
 
-def audit_sample(targets: Any, k: int, seed: int | Sequence[int] = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``k`` unknown cells drawn uniformly at random without replacement (the audit sample).
+def calibration_rows(n: int) -> np.ndarray:
+    """The rows whose probabilities fit the ``calibrated`` ranker's per-class shift.
 
-    Every set of ``k`` distinct unknown cells is equally likely, whatever the model scores them, and
-    the cells come in a uniformly random order. Memory stays O(N + k + block) for any matrix: no
-    ``(N * C)`` index array is built (ranks among the unknown cells are drawn with
-    ``numpy.random.Generator.choice`` and mapped to cells through per-row counts, or, when ``k`` is a
-    large share of a large matrix, the ``k`` smallest of random keys are kept block by block).
-
-    Args:
-        targets: ``(N, C)`` labels (1 positive / 0 negative / -1 unknown); only -1 cells are drawn.
-        k: Number of cells wanted (>= 0); capped at the number of unknown cells.
-        seed: Seed of ``numpy.random.default_rng``: an int >= 0 or a sequence of them (e.g.
-            ``(cycle seed, run id)`` for a fresh sample per run). The same seed and targets give
-            the same cells in the same order.
+    Up to 4,096 evenly spaced rows of ``n`` (all rows when ``n`` is smaller).
 
     Returns:
-        ``(img_idx, cls_idx)``: int64 ``(min(k, #unknown),)`` row and column indices, in draw order.
-
-    Raises:
-        ValueError: ``targets`` is not a (N, C) label matrix, ``k`` is not an integer >= 0, or
-            ``seed`` is not a non-negative integer (or a sequence of them).
+        int64 ``(min(n, 4096),)`` increasing row indices.
 
     Example:
-        >>> t = np.array([[1, -1, 0], [-1, -1, 1]])
-        >>> img, cls = audit_sample(t, 5, seed=0)
-        >>> sorted(zip(img.tolist(), cls.tolist()))
-        [(0, 1), (1, 0), (1, 1)]
+        >>> calibration_rows(3).tolist()
+        [0, 1, 2]
     """
-    t = check_targets(targets)
-    k = check_positive_int(k, "k", minimum=0)
-    rng = np.random.default_rng(_check_seed(seed))
-    per_row = _unknown_per_row(t)
-    n_unknown = int(per_row.sum())
-    k = min(k, n_unknown)
-    if k == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if k * _AUDIT_SPARSE_RATIO <= n_unknown or n_unknown <= _AUDIT_DENSE_CELLS:
-        ranks = rng.choice(n_unknown, size=k, replace=False, shuffle=True).astype(np.int64)
-        return _cells_of_ranks(t, per_row, ranks)
-    return _smallest_keys(t, k, rng)
-
-
-def _check_seed(seed: Any) -> int | list[int]:
-    """``seed`` as an int >= 0 or a non-empty list of them (what ``default_rng`` takes)."""
-
-    def is_count(x: Any) -> bool:
-        return isinstance(x, int | np.integer) and not isinstance(x, bool) and x >= 0
-
-    if is_count(seed):
-        return int(seed)
-    if isinstance(seed, Sequence) and not isinstance(seed, str) and seed and all(is_count(x) for x in seed):
-        return [int(x) for x in seed]
-    raise ValueError(f"seed must be an integer >= 0 or a sequence of them, got {seed!r}")
-
-
-def _unknown_per_row(t: np.ndarray) -> np.ndarray:
-    """Unknown cells per row, int64 ``(N,)``, counted in row blocks (no ``(N, C)`` temporary)."""
-    out = np.zeros(t.shape[0], dtype=np.int64)
-    for start in range(0, t.shape[0], _COUNT_BLOCK):
-        block = t[start : start + _COUNT_BLOCK]
-        out[start : start + len(block)] = (block == UNKNOWN).sum(axis=1)
-    return out
-
-
-def _cells_of_ranks(t: np.ndarray, per_row: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The unknown cells with the given ranks in row-major order: the r-th unknown cell for each r."""
-    ends = np.cumsum(per_row)
-    img = np.searchsorted(ends, ranks, side="right").astype(np.int64)
-    offset = ranks - (ends[img] - per_row[img])  # 0-based index among the row's unknown cells
-    cls = np.empty(len(ranks), dtype=np.int64)
-    chunk = max(1, _AUDIT_BLOCK_CELLS // max(1, t.shape[1]))
-    for start in range(0, len(ranks), chunk):
-        rows = img[start : start + chunk]
-        seen = np.cumsum(t[rows] == UNKNOWN, axis=1, dtype=np.int32)  # unknown cells up to each column
-        cls[start : start + chunk] = np.argmax(seen > offset[start : start + chunk, None], axis=1)
-    return img, cls
-
-
-def _smallest_keys(t: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The unknown cells with the ``k`` smallest i.i.d. uniform keys, ordered by key.
-
-    Every unknown cell gets a key; a block's cells whose key is not below the k-th smallest key
-    seen so far can never be among the k smallest and are dropped at once, so at most about
-    ``2 k + block`` candidates are held.
-    """
-    n, c = t.shape
-    keys = np.zeros(0, dtype=np.float64)
-    flat = np.zeros(0, dtype=np.int64)
-    bound = np.inf  # the k-th smallest key so far (once k are held)
-    rows_per_block = max(1, _AUDIT_BLOCK_CELLS // c)
-    for start in range(0, n, rows_per_block):
-        r, col = np.nonzero(t[start : start + rows_per_block] == UNKNOWN)
-        block_keys = rng.random(r.size)
-        keep = block_keys < bound
-        keys = np.concatenate([keys, block_keys[keep]])
-        flat = np.concatenate([flat, (r[keep].astype(np.int64) + start) * c + col[keep]])
-        if keys.size >= 2 * k:
-            part = np.argpartition(keys, k - 1)[:k]
-            keys, flat = keys[part], flat[part]
-            bound = float(keys.max())
-    order = np.argsort(keys, kind="stable")[:k]
-    img, cls = np.divmod(flat[order], c)
-    return img.astype(np.int64), cls.astype(np.int64)
+    n = check_positive_int(n, "n", minimum=0)
+    if n <= _CALIBRATION_ROWS:
+        return np.arange(n, dtype=np.int64)
+    return np.linspace(0, n - 1, _CALIBRATION_ROWS).astype(np.int64)
 
 
 def kfold_split(n: int, k: int, seed: int = 0) -> list[Fold]:
@@ -432,14 +339,18 @@ def _score(p: np.ndarray, t: np.ndarray, params: _ClassParams) -> np.ndarray:
 def _mean_matching_ratio(p: np.ndarray, t: np.ndarray, pi_u: np.ndarray) -> np.ndarray:
     """Per-class odds ratio r such that mean over unknown cells of ``p / (p + (1-p) r)`` is ``pi_u``.
 
-    Computed on a histogram (bin means kept) of up to ``_CALIBRATION_ROWS`` evenly spaced rows.
+    Computed on a histogram (bin means kept) of up to ``_CALIBRATION_ROWS`` evenly spaced rows
+    (:func:`calibration_rows`).
     """
-    n, c = p.shape
-    rows = (
-        np.arange(n) if n <= _CALIBRATION_ROWS else np.linspace(0, n - 1, _CALIBRATION_ROWS).astype(np.int64)
-    )
-    ps = p[rows].astype(np.float64)
-    unknown = t[rows] == UNKNOWN
+    rows = calibration_rows(p.shape[0])
+    return _matching_ratio(p[rows], t[rows], pi_u)
+
+
+def _matching_ratio(p_rows: np.ndarray, t_rows: np.ndarray, pi_u: np.ndarray) -> np.ndarray:
+    """:func:`_mean_matching_ratio` on the calibration rows' probabilities and labels ``(S, C)``."""
+    c = p_rows.shape[1]
+    ps = p_rows.astype(np.float64)
+    unknown = t_rows == UNKNOWN
     bins = np.minimum((ps * _CALIBRATION_BINS).astype(np.int64), _CALIBRATION_BINS - 1)
     bins += np.arange(c, dtype=np.int64) * _CALIBRATION_BINS  # flat (class, bin) index
     size = c * _CALIBRATION_BINS

@@ -30,8 +30,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core.audit_sample import audit_sample
 from core.constants import UNKNOWN
-from core.ranking import TopUnknown, audit_sample
+from core.ranking import TopUnknown
 
 #: Rows per block when counting unknown cells per class.
 _COUNT_BLOCK = 16_384

@@ -6,6 +6,12 @@ folds (:func:`app.pipeline.cross_fit.cross_fit`, K more models). Cells are ranke
 :func:`core.ranking.top_unknown` with the class priors the target model used, and
 ``CycleConfig.audit_share`` of the queue is an audit sample of random unknown cells interleaved
 with them (:mod:`app.pipeline.audit`; with share 0 the queue is the ranking alone).
+
+Memory: with ``--folds 1`` the training images are scored in chunks of :func:`chunk_rows` rows
+(about :data:`CHUNK_BYTES` of float32 probabilities each) through
+:class:`core.ranking.StreamingTopK`, so no ``(n, C)`` float array exists: O(chunk × C + K) besides
+the labels. The audit cells' probabilities come from predicting just their rows. The cross-fitted
+path (``--folds K``) still builds the ``(n, C)`` matrix (:func:`training_probs`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ from app.pipeline.audit import audit_queue, unknown_per_class
 from app.pipeline.cross_fit import cross_fit
 from app.pipeline.fit import Fit, Scorer, train_scorer
 from common.progress import Progress
-from core.ranking import top_unknown
+from core.ranking import TopUnknown, top_unknown
+from core.ranking_stream import StreamingTopK, ranker_params
+
+#: Bytes of float32 probabilities per chunk when the target model scores its training images
+#: (``--folds 1``): rows per chunk = this / (4 × C), 27,962 rows for 600 classes.
+CHUNK_BYTES = 64 << 20
 
 
 @dataclass
@@ -64,6 +75,9 @@ def training_probs(
 ) -> np.ndarray:
     """The target model's probabilities of the training images' cells, (len(train), C) float32 in [0, 1].
 
+    Builds the whole matrix: :func:`suggest` uses it only for the cross-fitted path (``folds`` > 1);
+    with ``folds`` 1 it scores in chunks instead (:func:`streamed_top`).
+
     Args:
         scorer: the cycle's shared images and features.
         fit: the target model trained on all of ``train`` (used when ``folds`` is 1).
@@ -95,24 +109,120 @@ def suggest(
 ) -> Suggestions:
     """Score the unknown cells of ``train``: the ``CycleConfig.top_suggestions`` best, with the audit sample.
 
+    With ``folds`` 1 the rows are scored in chunks (:func:`streamed_top`; O(chunk × C + K) memory);
+    with ``folds`` K > 1 the cross-fitted ``(n, C)`` matrix is built as before (:func:`training_probs`).
+
     Args:
         audit_seed: mixed with ``CycleConfig.seed`` into the audit sample's seed (the cycle passes
             the run id, so each run draws a fresh sample).
     """
     config = scorer.config
-    probs = training_probs(scorer, fit, train, prior, report)
     targets = scorer.data.targets[train]
-    top = top_unknown(probs, targets, prior, config.top_suggestions)
-    queue = audit_queue(top, targets, share=config.audit_share, seed=(config.seed, *audit_seed))
+    seed = (config.seed, *audit_seed)
+    if config.folds > 1:
+        probs = training_probs(scorer, fit, train, prior, report)
+        top = top_unknown(probs, targets, prior, config.top_suggestions)
+        queue = audit_queue(top, targets, share=config.audit_share, seed=seed)
+        cell_probs = probs[queue.img_idx, queue.cls_idx].astype(np.float64)
+    else:
+        top, top_probs = streamed_top(fit, train, targets, prior, config.top_suggestions, report)
+        queue = audit_queue(top, targets, share=config.audit_share, seed=seed)
+        cell_probs = queue_probs(fit, train, top, top_probs, queue.img_idx, queue.cls_idx, targets.shape[1])
     return Suggestions(
         rows=train[queue.img_idx],
         cls_idx=queue.cls_idx,
         score=queue.score,
-        probs=probs[queue.img_idx, queue.cls_idx].astype(np.float64),
+        probs=cell_probs,
         priors=prior[queue.cls_idx],
         audit=queue.audit,
         unknown_cells=unknown_per_class(targets) if queue.audit.any() else np.zeros(0, dtype=np.int64),
     )
 
 
-__all__ = ["Suggestions", "suggest", "training_probs"]
+def chunk_rows(n_classes: int) -> int:
+    """Rows per scoring chunk: :data:`CHUNK_BYTES` of float32 probabilities over ``n_classes`` (>= 1)."""
+    return max(1, CHUNK_BYTES // (4 * max(1, n_classes)))
+
+
+def streamed_top(
+    fit: Fit, train: np.ndarray, targets: np.ndarray, prior: np.ndarray, k: int, report: Progress
+) -> tuple[TopUnknown, np.ndarray]:
+    """The ``k`` best unknown cells of ``train`` by probability, scored chunk by chunk.
+
+    Equal to ``top_unknown(fit.predict(train), targets, prior, k)`` on the same probabilities
+    (:class:`core.ranking.StreamingTopK`), holding one chunk of :func:`chunk_rows` rows and the K
+    kept cells: O(chunk × C + K) memory, never ``(n, C)``.
+
+    Args:
+        fit: the target model.
+        train: (n,) int64 dataset rows (the target model's training images).
+        targets: int8 (n, C) their labels (1 / 0 / -1); only -1 cells are ranked.
+        prior: (C,) float64 class priors in [0, 1] (unused by the default ranker, kept for others).
+        k: cells wanted (>= 0).
+        report: progress: the share of images scored.
+
+    Returns:
+        (:class:`core.ranking.TopUnknown` with ``img_idx`` indexing ``train``, (K,) float32 the
+        probabilities of those cells, each from the chunk it was scored in).
+    """
+    n, c = targets.shape
+    step = chunk_rows(c)
+    acc = StreamingTopK(k, ranker_params(targets, prior))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        acc.push(start, np.asarray(fit.predict(train[start:stop]), dtype=np.float32), targets[start:stop])
+        report(stop / n, f"{stop:,}/{n:,} images scored")
+    return acc.result(), acc.probs()
+
+
+def queue_probs(
+    fit: Fit,
+    train: np.ndarray,
+    top: TopUnknown,
+    top_probs: np.ndarray,
+    img_idx: np.ndarray,
+    cls_idx: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
+    """The model's probability of each queue cell ``(img_idx[j], cls_idx[j])``, float64 (L,).
+
+    A cell of ``top`` takes its probability ``top_probs``; any other (an audit cell the ranking did
+    not pick) is predicted from its row alone, in chunks of :func:`chunk_rows` distinct rows, so
+    only the audit cells' rows are scored again.
+
+    Args:
+        fit: the model that scored ``top``.
+        train: (n,) int64 dataset rows; ``img_idx`` and ``top.img_idx`` index it.
+        top: the ranked cells; ``top_probs`` (K,) their probabilities.
+        img_idx, cls_idx: (L,) int64 the queue's cells.
+        n_classes: C, the number of classes.
+    """
+    out = np.empty(len(img_idx), dtype=np.float64)
+    top_keys = top.img_idx * n_classes + top.cls_idx
+    order = np.argsort(top_keys)
+    sorted_keys = top_keys[order]
+    keys = img_idx * n_classes + cls_idx
+    pos = np.searchsorted(sorted_keys, keys)
+    ranked = pos < len(sorted_keys)
+    ranked[ranked] = sorted_keys[pos[ranked]] == keys[ranked]
+    out[ranked] = top_probs[order[pos[ranked]]]
+    missing = np.flatnonzero(~ranked)
+    rows = np.unique(img_idx[missing])
+    row_of = np.searchsorted(rows, img_idx[missing])
+    step = chunk_rows(n_classes)
+    for start in range(0, len(rows), step):
+        probs = np.asarray(fit.predict(train[rows[start : start + step]]), dtype=np.float32)
+        sel = (row_of >= start) & (row_of < start + step)
+        out[missing[sel]] = probs[row_of[sel] - start, cls_idx[missing[sel]]]
+    return out
+
+
+__all__ = [
+    "CHUNK_BYTES",
+    "Suggestions",
+    "chunk_rows",
+    "queue_probs",
+    "streamed_top",
+    "suggest",
+    "training_probs",
+]

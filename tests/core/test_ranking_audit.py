@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import chi2
 
-import core.ranking as ranking_module
-from core.ranking import audit_sample
+import core.audit_sample as audit_module
+from core.audit_sample import audit_sample
 
 PATHS = ["choice", "keys"]
 
@@ -23,9 +23,9 @@ PATHS = ["choice", "keys"]
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Run the test on the rank path (``Generator.choice``) and on the block-wise smallest-keys path."""
     if request.param == "keys":
-        monkeypatch.setattr(ranking_module, "_AUDIT_DENSE_CELLS", 0)
-        monkeypatch.setattr(ranking_module, "_AUDIT_SPARSE_RATIO", 10**9)
-    monkeypatch.setattr(ranking_module, "_AUDIT_BLOCK_CELLS", 5)  # several blocks even on tiny inputs
+        monkeypatch.setattr(audit_module, "_AUDIT_DENSE_CELLS", 0)
+        monkeypatch.setattr(audit_module, "_AUDIT_SPARSE_RATIO", 10**9)
+    monkeypatch.setattr(audit_module, "_AUDIT_BLOCK_CELLS", 5)  # several blocks even on tiny inputs
     yield request.param
 
 
