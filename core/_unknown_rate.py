@@ -27,6 +27,7 @@ sample of each class's cells (then :func:`random_rate` applies). Private: helper
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,22 +41,65 @@ _SHIFT_STEPS: int = 60
 MIN_SEPARATION: float = 0.01
 #: Level of the random-annotation test used by ``auto`` (false rejections ≤ this under the null).
 RANDOM_TEST_LEVEL: float = 0.01
+#: Rows per block of :func:`_class_moments` (float64 temporaries of this many rows x C).
+_BLOCK_ROWS: int = 8_192
 #: Cells a class needs on each side (annotated, unknown) to enter the random-annotation test.
 _MIN_TEST_CELLS: int = 5
 
 
-def _masked_mean_var(p: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class: count, mean and sample variance (ddof 1) of ``p`` over ``mask``; each float64 (C,).
+class _Moments(NamedTuple):
+    """Per class: cell count ``n``, mean ``mean`` and sum of squared deviations ``m2``; float64 (C,)."""
 
-    Classes with no cell get mean 0; with fewer than two cells, variance 0.
+    n: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+    def var(self) -> np.ndarray:
+        """Sample variance (ddof 1); 0 for a class with fewer than two cells."""
+        return np.divide(self.m2, self.n - 1.0, out=np.zeros_like(self.m2), where=self.n > 1)
+
+
+def _combine(a: _Moments, b: _Moments) -> _Moments:
+    """The moments of the union of two disjoint sets of cells (Chan et al.'s pairwise update)."""
+    n = a.n + b.n
+    share = np.divide(b.n, n, out=np.zeros_like(n), where=n > 0)
+    delta = b.mean - a.mean
+    return _Moments(n, a.mean + delta * share, a.m2 + b.m2 + delta**2 * a.n * share)
+
+
+def _sparse_moments(values: np.ndarray, cols: np.ndarray, c: int) -> _Moments:
+    """:class:`_Moments` of ``values`` grouped by class ``cols`` (two-pass, O(len(values)))."""
+    k = np.bincount(cols, minlength=c).astype(np.float64)
+    mean = np.divide(np.bincount(cols, weights=values, minlength=c), k, out=np.zeros(c), where=k > 0)
+    return _Moments(k, mean, np.bincount(cols, weights=(values - mean[cols]) ** 2, minlength=c))
+
+
+def _class_moments(p: np.ndarray, t: np.ndarray) -> dict[int, _Moments]:
+    """:class:`_Moments` of ``p`` over each class's positive, negative and unknown cells (keys 1 / 0 / -1).
+
+    One pass over blocks of :data:`_BLOCK_ROWS` rows, so memory is O(block x C) rather than
+    O(N x C) float64 temporaries. Annotated cells (few) are gathered by index; unknown cells (most)
+    are summed densely. Within a block means and squared deviations are two-pass; blocks are
+    combined by :func:`_combine`.
     """
     c = p.shape[1]
-    k = mask.sum(axis=0, dtype=np.float64)
-    s = np.where(mask, p, 0.0).sum(axis=0, dtype=np.float64)
-    mean = np.divide(s, k, out=np.zeros(c), where=k > 0)
-    sq = np.where(mask, (p - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
-    var = np.divide(sq, k - 1.0, out=np.zeros(c), where=k > 1)
-    return k, mean, var
+    zero = _Moments(np.zeros(c), np.zeros(c), np.zeros(c))
+    out = {POSITIVE: zero, NEGATIVE: zero, UNKNOWN: zero}
+    for start in range(0, p.shape[0], _BLOCK_ROWS):
+        pb = p[start : start + _BLOCK_ROWS]
+        tb = t[start : start + _BLOCK_ROWS]
+        for value in (POSITIVE, NEGATIVE):
+            rows, cols = np.nonzero(tb == value)
+            block = _sparse_moments(pb[rows, cols].astype(np.float64), cols, c)
+            out[value] = _combine(out[value], block)
+        unknown = tb == UNKNOWN
+        k = unknown.sum(axis=0, dtype=np.float64)
+        mean = np.divide(
+            np.where(unknown, pb, 0.0).sum(axis=0, dtype=np.float64), k, out=np.zeros(c), where=k > 0
+        )
+        m2 = np.where(unknown, (pb - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
+        out[UNKNOWN] = _combine(out[UNKNOWN], _Moments(k, mean, m2))
+    return out
 
 
 def random_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -94,9 +138,11 @@ def _adjusted_parts(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
         usable: the class has an annotated positive and negative, an unknown cell, and
         ``f1 - f0 ≥`` :data:`MIN_SEPARATION`.
     """
-    n1, f1, v1 = _masked_mean_var(p, t == POSITIVE)
-    n0, f0, v0 = _masked_mean_var(p, t == NEGATIVE)
-    nu, m, vu = _masked_mean_var(p, t == UNKNOWN)
+    moments = _class_moments(p, t)
+    pos, neg, unk = moments[POSITIVE], moments[NEGATIVE], moments[UNKNOWN]
+    n1, f1, v1 = pos.n, pos.mean, pos.var()
+    n0, f0, v0 = neg.n, neg.mean, neg.var()
+    nu, m, vu = unk.n, unk.mean, unk.var()
     gap = f1 - f0
     usable = (n1 > 0) & (n0 > 0) & (nu > 0) & (gap >= MIN_SEPARATION)
     safe_gap = np.where(usable, gap, 1.0)
@@ -232,8 +278,10 @@ def random_annotation_z(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nd
         float64 ``(C,)`` z (0 where not tested) and bool ``(C,)``: tested (at least
         ``_MIN_TEST_CELLS`` annotated and unknown cells, and a positive variance).
     """
-    na, ma, va = _masked_mean_var(p, t != UNKNOWN)
-    nu, mu, vu = _masked_mean_var(p, t == UNKNOWN)
+    moments = _class_moments(p, t)
+    ann = _combine(moments[POSITIVE], moments[NEGATIVE])
+    na, ma, va = ann.n, ann.mean, ann.var()
+    nu, mu, vu = moments[UNKNOWN].n, moments[UNKNOWN].mean, moments[UNKNOWN].var()
     se2 = np.divide(va, na, out=np.zeros_like(va), where=na > 0) + np.divide(
         vu, nu, out=np.zeros_like(vu), where=nu > 0
     )
