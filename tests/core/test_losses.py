@@ -434,7 +434,7 @@ def test_presets_hold_the_documented_settings() -> None:
     assert (csl.mode, csl.gamma_neg, csl.gamma_unann, csl.prior_threshold, csl.likelihood_topk) == (
         "selective",
         1.0,
-        1.5,
+        4.0,
         0.5,
         5.0,
     )
