@@ -480,9 +480,29 @@ class SecondReview(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ExportRecord(Base):
+    """One export of a dataset's labels: who wrote which files, when, in which format.
+
+    Written in its own transaction after the files are complete (an export that fails leaves no
+    record). ``files`` are the paths written, as text; ``labels`` the label rows exported.
+    """
+
+    __tablename__ = "export_record"
+    __table_args__ = (Index(None, "dataset_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(32))
+    files: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    labels: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
     "Base",
     "Dataset",
+    "ExportRecord",
     "Image",
     "Job",
     "JobStatus",

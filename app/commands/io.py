@@ -33,6 +33,7 @@ from db.io import (
     export_labels,
     import_labels,
     importer_for,
+    record_export,
     write_class_counts_csv,
 )
 from db.io.tabular import ProgressFn
@@ -161,9 +162,14 @@ def export(
     out: Annotated[Path, typer.Option(dir_okay=False, help="Output file.")],
     db: DbOption = None,
 ) -> None:
-    """Export the current labels with provenance (source, author, time)."""
-    with store_for(db).read() as session:
+    """Export the current labels with provenance (source, author, time); recorded under the login name."""
+    import getpass
+
+    store = store_for(db)
+    with store.read() as session:
         report = export_labels(session, dataset=dataset, fmt=fmt, out=out)
+    with store.write() as session:
+        record_export(session, report, getpass.getuser())
     typer.echo(report.summary())
 
 

@@ -24,13 +24,16 @@ from db import double_review
 from db import team as team_queries
 from db.errors import ConflictError, NotFoundError, StoreError
 from db.io import ExportFormat, ImportFormat, export_labels, import_labels
-from db.io.export import ExportReport
+from db.io.export import ExportReport, record_export
 from db.jobs import cancel, enqueue
 from db.labels import set_label
 from db.models import LabelSource
 from db.review import Decision, decide
 
 log = logging.getLogger(__name__)
+
+#: Whom an export is recorded under in single-person mode when no name was typed.
+SINGLE_PERSON_AUTHOR = "local"
 
 
 def _recorded_name(who: Identity, fallback: str) -> str:
@@ -196,7 +199,8 @@ def import_file(
 def export_file(
     store: Store, who: Identity | None, *, dataset: str, fmt: ExportFormat, out: Path
 ) -> ExportReport:
-    """Write ``dataset``'s current labels to ``out``; the export is logged under ``who``.
+    """Write ``dataset``'s current labels to ``out``; the export is recorded (``export_record``)
+    and logged under ``who`` (single-person mode without a name: :data:`SINGLE_PERSON_AUTHOR`).
 
     Raises:
         PermissionDenied: without :attr:`Permission.EXPORT`.
@@ -205,6 +209,8 @@ def export_file(
     who = require(who, Permission.EXPORT)
     with store.read() as s:
         report = export_labels(s, dataset=dataset, fmt=fmt, out=out)
+    with store.write() as s:  # after the files are complete: a failed export leaves no record
+        record_export(s, report, who.name or SINGLE_PERSON_AUTHOR)
     log.info("export of %r as %s by %r to %s", dataset, fmt.value, who.name, out)
     return report
 

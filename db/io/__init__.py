@@ -17,6 +17,8 @@ from db.io.export import (
     classes_file_for,
     export_labels,
     list_export_formats,
+    recent_exports,
+    record_export,
     write_class_counts_csv,
 )
 from db.io.images import IMAGE_SUFFIXES, FoundImage, ImageScan, image_size, resolve_inside
@@ -48,6 +50,8 @@ __all__ = [
     "list_export_formats",
     "list_import_formats",
     "read_class_file",
+    "recent_exports",
+    "record_export",
     "resolve_inside",
     "write_class_counts_csv",
 ]

@@ -35,7 +35,7 @@ from common.atomic import atomic_open, atomic_path
 from common.choice import Choice
 from db.datasets import classes as dataset_classes
 from db.datasets import get_dataset
-from db.models import Dataset, Image, Label, LabelClass
+from db.models import Dataset, ExportRecord, Image, Label, LabelClass
 from db.stats import ClassCounts, n_images
 
 BATCH_ROWS = 50_000
@@ -286,6 +286,34 @@ def export_labels(
     )
 
 
+def record_export(session: Session, report: ExportReport, author: str) -> ExportRecord:
+    """Record a finished export of ``report.dataset`` under ``author`` (call in a write session).
+
+    Raises:
+        NotFoundError: no such dataset.
+        ValueError: ``author`` is empty.
+    """
+    author = author.strip()
+    if not author:
+        raise ValueError("an export is recorded under a name; pass the user's name")
+    record = ExportRecord(
+        dataset_id=get_dataset(session, report.dataset).id,
+        author=author,
+        format=report.format,
+        files=list(report.files),
+        labels=report.labels,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def recent_exports(session: Session, dataset_id: int, limit: int = 20) -> list[ExportRecord]:
+    """The newest ``limit`` exports of a dataset, newest first."""
+    q = select(ExportRecord).where(ExportRecord.dataset_id == dataset_id).order_by(ExportRecord.id.desc())
+    return list(session.scalars(q.limit(limit)))
+
+
 def write_class_counts_csv(counts: list[ClassCounts], out: Path) -> None:
     """Per-class counts as CSV: ``key,display_name,position,positive,negative,unknown``."""
     with atomic_open(out, "w", encoding="utf-8", newline="") as fh:
@@ -302,5 +330,7 @@ __all__ = [
     "classes_file_for",
     "export_labels",
     "list_export_formats",
+    "recent_exports",
+    "record_export",
     "write_class_counts_csv",
 ]

@@ -23,7 +23,7 @@ from app.auth import (
 from app.pipeline.config import CycleConfig
 from app.store import Store, close_stores, open_store
 from app.web import guarded
-from db.io import ExportFormat, ImportFormat
+from db.io import ExportFormat, ImportFormat, recent_exports
 from db.labels import get_cell
 from db.models import Job, Label, LabelEvent, Role, Suggestion
 from tests.app.web.seed import Seeded, seed_dataset
@@ -188,6 +188,16 @@ def test_work_is_recorded_under_the_caller(seeded: tuple[Store, Seeded], tmp_pat
     guarded.decide_suggestion(store, ANNOTATOR, pending.id, "reject")
     with store.read() as s:
         assert s.get(Suggestion, pending.id).reviewer == "ann"
+    out = tmp_path / "labels.csv"
+    report = guarded.export_file(store, MANAGER, dataset=sd.name, fmt=ExportFormat.CSV, out=out)
+    with store.read() as s:
+        (record,) = recent_exports(s, sd.dataset_id)
+    assert (record.author, record.format, record.files, record.labels) == (
+        "meg",
+        "csv",
+        [str(out)],
+        report.labels,
+    )
 
 
 def test_annotator_actions_refused_for_nobody(seeded: tuple[Store, Seeded]) -> None:

@@ -16,11 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from app.auth import Permission, PermissionDenied
 from app.web import MAX_UPLOAD_MB, guarded, state
 from app.web.components import md_escape
+from db.datasets import get_dataset
 from db.engine import labelmend_home
 from db.errors import StoreError
 from db.io import (
@@ -29,6 +31,7 @@ from db.io import (
     importer_for,
     list_export_formats,
     list_import_formats,
+    recent_exports,
 )
 from db.models import Split
 
@@ -178,11 +181,33 @@ def _on_export(dataset: str) -> None:
     st.session_state[EXPORT_KEY] = (fmt.value, list(report.files), report.summary())
 
 
+def _recent(dataset: str) -> None:
+    """The dataset's last exports: when, by whom, format, labels (``export_record``)."""
+    with state.get_store().read() as s:
+        records = recent_exports(s, get_dataset(s, dataset).id, limit=10)
+    if not records:
+        return
+    with st.expander(f"Recent exports ({len(records)})"):
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "when": [state.as_utc(r.created_at) for r in records],
+                    "by": [r.author for r in records],
+                    "format": [r.format for r in records],
+                    "labels": [r.labels for r in records],
+                    "files": [", ".join(Path(f).name for f in r.files) for r in records],
+                }
+            ),
+            hide_index=True,
+        )
+
+
 def _export(dataset: str) -> None:
     st.markdown("#### Export the cleaned labels")
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
     c1.selectbox("Format", list_export_formats(), key="export-format")
     c2.button("Prepare export", key="export-run", on_click=_on_export, args=(dataset,), width="stretch")
+    _recent(dataset)
     ready = st.session_state.get(EXPORT_KEY)
     if not ready:
         return

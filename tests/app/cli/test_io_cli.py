@@ -3,6 +3,7 @@ on SQLite and PostgreSQL; bad files exit 1 with one line."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import subprocess
@@ -15,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.store import close_stores
+from app.store import close_stores, open_store
+from db.datasets import get_dataset
 from db.errors import LabelFileError
-from db.io import importer_for, list_import_formats
+from db.io import importer_for, list_import_formats, recent_exports
 from tests.db.test_import_openimages import CLASSES, HEADER, make_images, write
 
 runner = CliRunner()
@@ -64,6 +66,15 @@ def test_import_stats_export(db_url: str, tmp_path: Path) -> None:
     result = invoke("export", "--dataset", "oi", "--format", "json", "--out", out, "--db", db_url)
     assert result.exit_code == 0, result.output
     assert "exported 3 labels of 3 images and 3 classes (json)" in result.output
+    store = open_store(db_url)
+    with store.read() as s:
+        (record,) = recent_exports(s, get_dataset(s, "oi").id)
+    assert (record.author, record.format, record.files, record.labels) == (
+        getpass.getuser(),
+        "json",
+        [str(out)],
+        3,
+    )
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert {im["image"]: im["positives"] for im in doc["images"]} == {"a": ["/m/c0"], "b": ["/m/c2"], "c": []}
 

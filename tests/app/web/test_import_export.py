@@ -51,6 +51,14 @@ def test_export_each_format(
     assert any(m.value.startswith(md_escape(f"exported {n:,} labels")) for m in at.caption)
     downloads = [b for b in at.get("download_button") if (b.proto.label or "").startswith("Download ")]
     assert len(downloads) == (2 if fmt == "openimages" else 1)
+    at.run()  # the next run lists it among the recent exports, under the annotator name typed
+    (recent,) = [e for e in at.expander if e.label.startswith("Recent exports")]
+    table = recent.dataframe[0].value
+    assert (table["by"].tolist(), table["format"].tolist(), table["labels"].tolist()) == (
+        ["ann"],
+        [fmt],
+        [n],
+    )
 
 
 def test_import_table_by_server_path(
