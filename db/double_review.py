@@ -185,6 +185,26 @@ def release_second_claims(session: Session, reviewer: str, dataset_id: int | Non
     return leases.release_all(session, SecondReview, SecondReviewStatus.PENDING, reviewer, dataset_id)
 
 
+def _checked(
+    session: Session, review_id: int, value: int, name: str, what: str, who: str
+) -> tuple[str, SecondReview]:
+    """``(name stripped, the row)`` once ``value`` is 1 or 0, ``name`` is given and the row exists.
+
+    Raises:
+        ValueError: ``value`` not 1 / 0 (message ``what``), or an empty name (``who``).
+        NotFoundError: no such second look.
+    """
+    if value not in (0, 1):
+        raise ValueError(f"{what}, got {value!r}")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"{who} name is required")
+    row = get_second(session, review_id)
+    if row is None:
+        raise NotFoundError(f"second review {review_id} does not exist")
+    return name, row
+
+
 def get_second(session: Session, review_id: int) -> SecondReview | None:
     """One second-review row, fresh from the database (None if it does not exist)."""
     return session.get(SecondReview, review_id, populate_existing=True)
@@ -237,14 +257,14 @@ def record_second(session: Session, review_id: int, value: int, reviewer: str) -
         ConflictError: ``reviewer`` made the first decision, the look was already decided, or it
             is leased to someone else.
     """
-    if value not in (0, 1):
-        raise ValueError(f"second review value must be 1 (accept) or 0 (reject), got {value!r}")
-    reviewer = reviewer.strip()
-    if not reviewer:
-        raise ValueError("a reviewer name is required to record a decision")
-    row = get_second(session, review_id)
-    if row is None:
-        raise NotFoundError(f"second review {review_id} does not exist")
+    reviewer, row = _checked(
+        session,
+        review_id,
+        value,
+        reviewer,
+        "second review value must be 1 (accept) or 0 (reject)",
+        "a reviewer",
+    )
     now = utcnow()
     agreed = value == row.first_value
     done = session.execute(
@@ -411,14 +431,14 @@ def adjudicate(session: Session, review_id: int, value: int, adjudicator: str) -
         NotFoundError: no such second look.
         ConflictError: it is not (or no longer) a disagreement, e.g. adjudicated meanwhile.
     """
-    if value not in (0, 1):
-        raise ValueError(f"adjudicated value must be 1 (present) or 0 (absent), got {value!r}")
-    adjudicator = adjudicator.strip()
-    if not adjudicator:
-        raise ValueError("an adjudicator name is required")
-    row = get_second(session, review_id)
-    if row is None:
-        raise NotFoundError(f"second review {review_id} does not exist")
+    adjudicator, row = _checked(
+        session,
+        review_id,
+        value,
+        adjudicator,
+        "adjudicated value must be 1 (present) or 0 (absent)",
+        "an adjudicator",
+    )
     now = utcnow()
     done = session.execute(
         update(SecondReview)
