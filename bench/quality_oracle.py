@@ -141,7 +141,7 @@ def run_oracle(
         with store.read() as s:
             arrays = load_dataset(s, get_dataset(s, name))
         rows = np.fromiter((row_of[e] for e in arrays.external_ids), dtype=np.int64, count=arrays.n_images)
-        x, t = data.x_train[rows], arrays.targets
+        x, t = data.x_train[rows], arrays.dense_targets()
         cf_ignore = cross_fit(x, t, "ignore", settings, seed=seed)
         prior = model_prior(cf_ignore, t)
         head = fit_head(x, t, loss, settings, seed=seed, prior=prior)

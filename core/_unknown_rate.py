@@ -32,6 +32,12 @@ from typing import NamedTuple
 import numpy as np
 
 from core.constants import NEGATIVE, POSITIVE, UNKNOWN
+from core.sparse_labels import LabelMatrix, RowBlocks, SparseLabels, dense_rows, iter_row_blocks, label_counts
+
+#: Probabilities as the estimators take them: a dense ``(N, C)`` array or lazily computed row blocks.
+Probs = np.ndarray | RowBlocks
+#: Per-class moments of ``p`` over positive / negative / unknown cells (keys 1 / 0 / -1).
+ClassMoments = dict[int, "_Moments"]
 
 #: Histogram bins per class used by :func:`shifted_rate` (bin means keep sum(p) exact).
 _SHIFT_BINS: int = 1024
@@ -41,7 +47,7 @@ _SHIFT_STEPS: int = 60
 MIN_SEPARATION: float = 0.01
 #: Level of the random-annotation test used by ``auto`` (false rejections ≤ this under the null).
 RANDOM_TEST_LEVEL: float = 0.01
-#: Rows per block of :func:`_class_moments` (float64 temporaries of this many rows x C).
+#: Rows per block of :func:`class_moments` (float64 temporaries of this many rows x C).
 _BLOCK_ROWS: int = 8_192
 #: Cells a class needs on each side (annotated, unknown) to enter the random-annotation test.
 _MIN_TEST_CELLS: int = 5
@@ -74,20 +80,26 @@ def _sparse_moments(values: np.ndarray, cols: np.ndarray, c: int) -> _Moments:
     return _Moments(k, mean, np.bincount(cols, weights=(values - mean[cols]) ** 2, minlength=c))
 
 
-def _class_moments(p: np.ndarray, t: np.ndarray) -> dict[int, _Moments]:
+def class_moments(p: Probs, t: LabelMatrix) -> ClassMoments:
     """:class:`_Moments` of ``p`` over each class's positive, negative and unknown cells (keys 1 / 0 / -1).
 
     One pass over blocks of :data:`_BLOCK_ROWS` rows, so memory is O(block x C) rather than
-    O(N x C) float64 temporaries. Annotated cells (few) are gathered by index; unknown cells (most)
-    are summed densely. Within a block means and squared deviations are two-pass; blocks are
-    combined by :func:`_combine`.
+    O(N x C) float64 temporaries; ``p`` may be :class:`~core.sparse_labels.RowBlocks` (each block
+    computed once, checked to lie in [0, 1]) and ``t`` :class:`~core.sparse_labels.SparseLabels`.
+    Annotated cells (few) are gathered by index; unknown cells (most) are summed densely. Within a
+    block means and squared deviations are two-pass; blocks are combined by :func:`_combine`.
     """
     c = p.shape[1]
     zero = _Moments(np.zeros(c), np.zeros(c), np.zeros(c))
     out = {POSITIVE: zero, NEGATIVE: zero, UNKNOWN: zero}
-    for start in range(0, p.shape[0], _BLOCK_ROWS):
-        pb = p[start : start + _BLOCK_ROWS]
-        tb = t[start : start + _BLOCK_ROWS]
+    lazy = not isinstance(p, np.ndarray)
+    for start, stop in iter_row_blocks(p.shape[0], _BLOCK_ROWS):
+        pb = np.asarray(p[start:stop])
+        if lazy and pb.size and not (float(pb.min()) >= 0.0 and float(pb.max()) <= 1.0):
+            raise ValueError(
+                f"probs rows {start}:{stop} hold values outside [0, 1] (or NaN); pass probabilities"
+            )
+        tb = dense_rows(t, start, stop)
         for value in (POSITIVE, NEGATIVE):
             rows, cols = np.nonzero(tb == value)
             block = _sparse_moments(pb[rows, cols].astype(np.float64), cols, c)
@@ -102,7 +114,7 @@ def _class_moments(p: np.ndarray, t: np.ndarray) -> dict[int, _Moments]:
     return out
 
 
-def random_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+def random_rate(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> np.ndarray:
     """``pi_u`` = positives / annotated cells of each class (``p`` is not used).
 
     Exact in expectation when whether a cell is annotated does not depend on its label (RPS: every
@@ -122,23 +134,25 @@ def random_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
         >>> random_rate(np.zeros((4, 2)), t).tolist()
         [0.6666666666666666, 0.5]
     """
-    del p
-    n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
-    n_ann = n_pos + (t == NEGATIVE).sum(axis=0, dtype=np.float64)
-    n_unk = (t == UNKNOWN).sum(axis=0)
-    rate = np.divide(n_pos, n_ann, out=np.zeros(t.shape[1]), where=n_ann > 0)
+    del p, moments
+    n_pos, n_neg, n_unk = label_counts(t)
+    n_ann = n_pos + n_neg
+    rate = np.divide(n_pos, n_ann, out=np.zeros(len(n_pos)), where=n_ann > 0)
     return np.where(n_unk > 0, rate, 0.0)
 
 
-def _adjusted_parts(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _adjusted_parts(
+    p: Probs, t: LabelMatrix, moments: ClassMoments | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unclipped adjusted classify-and-count ``(m - f0) / (f1 - f0)``, its delta-method variance, usable.
 
     Returns:
         float64 ``(C,)`` estimate (0 where not usable), float64 ``(C,)`` variance, bool ``(C,)``
         usable: the class has an annotated positive and negative, an unknown cell, and
-        ``f1 - f0 ≥`` :data:`MIN_SEPARATION`.
+        ``f1 - f0 ≥`` :data:`MIN_SEPARATION`. ``moments``: :func:`class_moments` of ``(p, t)``
+        when already computed (saves a pass over ``p``).
     """
-    moments = _class_moments(p, t)
+    moments = class_moments(p, t) if moments is None else moments
     pos, neg, unk = moments[POSITIVE], moments[NEGATIVE], moments[UNKNOWN]
     n1, f1, v1 = pos.n, pos.mean, pos.var()
     n0, f0, v0 = neg.n, neg.mean, neg.var()
@@ -156,7 +170,7 @@ def _adjusted_parts(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return est, np.where(usable, var_num / safe_gap**2, 0.0), usable
 
 
-def adjusted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+def adjusted_rate(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> np.ndarray:
     """``pi_u`` by adjusted classify-and-count.
 
     With ``f1`` / ``f0`` the class's mean ``p`` over annotated positives / negatives and ``m`` its
@@ -175,11 +189,11 @@ def adjusted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     Returns:
         float64 ``(C,)`` in [0, 1].
     """
-    est, _, usable = _adjusted_parts(p, t)
+    est, _, usable = _adjusted_parts(p, t, moments)
     return np.where(usable, np.clip(est, 0.0, 1.0), 0.0)
 
 
-def shrunk_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+def shrunk_rate(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> np.ndarray:
     """``pi_u`` by adjusted classify-and-count, shrunk towards 0 by its sampling variance.
 
     With ``a`` the clipped :func:`adjusted_rate` estimate and ``v`` its delta-method variance
@@ -198,14 +212,14 @@ def shrunk_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     Returns:
         float64 ``(C,)`` in [0, 1].
     """
-    est, var, usable = _adjusted_parts(p, t)
+    est, var, usable = _adjusted_parts(p, t, moments)
     a = np.clip(est, 0.0, 1.0)
     den = a**2 + var
     weight = np.divide(a**2, den, out=np.zeros_like(a), where=den > 0)
     return np.where(usable, a * weight, 0.0)
 
 
-def shifted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+def shifted_rate(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> np.ndarray:
     """``pi_u`` corrected for label shift, taking ``p`` as calibrated on the annotated cells.
 
     The annotated cells' positive rate is ``pi_a = (#pos + 0.5) / (#annotated + 1)``. If the
@@ -223,7 +237,13 @@ def shifted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
 
     Returns:
         float64 ``(C,)`` in [0, 1].
+
+    Raises:
+        ValueError: ``p`` or ``t`` is not a dense array (this estimator is not blocked).
     """
+    del moments
+    if isinstance(t, SparseLabels) or not isinstance(p, np.ndarray):
+        raise ValueError("the 'shifted' prior needs dense probs and targets; use 'shrunk' or 'auto' at scale")
     c = p.shape[1]
     unknown = t == UNKNOWN
     n_pos = (t == POSITIVE).sum(axis=0, dtype=np.float64)
@@ -262,7 +282,9 @@ def shifted_rate(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(no_unknown, 0.0, pi_u)
 
 
-def random_annotation_z(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def random_annotation_z(
+    p: Probs, t: LabelMatrix, moments: ClassMoments | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class, Welch's z of the mean ``p`` of annotated cells against that of unknown cells.
 
     If the annotated cells of a class are a random sample of its cells (independent of the label
@@ -278,7 +300,7 @@ def random_annotation_z(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nd
         float64 ``(C,)`` z (0 where not tested) and bool ``(C,)``: tested (at least
         ``_MIN_TEST_CELLS`` annotated and unknown cells, and a positive variance).
     """
-    moments = _class_moments(p, t)
+    moments = class_moments(p, t) if moments is None else moments
     ann = _combine(moments[POSITIVE], moments[NEGATIVE])
     na, ma, va = ann.n, ann.mean, ann.var()
     nu, mu, vu = moments[UNKNOWN].n, moments[UNKNOWN].mean, moments[UNKNOWN].var()
@@ -290,7 +312,7 @@ def random_annotation_z(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nd
     return z, tested
 
 
-def random_annotation_pvalue(p: np.ndarray, t: np.ndarray) -> float:
+def random_annotation_pvalue(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> float:
     """p-value of "every class's annotated cells are a random sample of its cells" (Bonferroni).
 
     The smallest two-sided normal p-value of :func:`random_annotation_z` over the tested classes,
@@ -304,7 +326,7 @@ def random_annotation_pvalue(p: np.ndarray, t: np.ndarray) -> float:
     Returns:
         float in [0, 1] (or NaN); reject randomness when below :data:`RANDOM_TEST_LEVEL`.
     """
-    z, tested = random_annotation_z(p, t)
+    z, tested = random_annotation_z(p, t, moments)
     k = int(tested.sum())
     if k == 0:
         return float("nan")
@@ -315,7 +337,10 @@ def random_annotation_pvalue(p: np.ndarray, t: np.ndarray) -> float:
 __all__ = [
     "MIN_SEPARATION",
     "RANDOM_TEST_LEVEL",
+    "ClassMoments",
+    "Probs",
     "adjusted_rate",
+    "class_moments",
     "random_annotation_pvalue",
     "random_annotation_z",
     "random_rate",

@@ -14,6 +14,7 @@ import numpy as np
 from core._validation import check_positive_int, check_targets
 from core.constants import UNKNOWN
 from core.ranking import _COUNT_BLOCK
+from core.sparse_labels import LabelMatrix, SparseLabels, dense_rows
 
 __all__ = ["audit_sample"]
 
@@ -36,7 +37,8 @@ def audit_sample(targets: Any, k: int, seed: int | Sequence[int] = 0) -> tuple[n
     large share of a large matrix, the ``k`` smallest of random keys are kept block by block).
 
     Args:
-        targets: ``(N, C)`` labels (1 positive / 0 negative / -1 unknown); only -1 cells are drawn.
+        targets: ``(N, C)`` labels (1 positive / 0 negative / -1 unknown), dense int8 or
+            :class:`~core.sparse_labels.SparseLabels` (same cells drawn); only -1 cells are drawn.
         k: Number of cells wanted (>= 0); capped at the number of unknown cells.
         seed: Seed of ``numpy.random.default_rng``: an int >= 0 or a sequence of them (e.g.
             ``(cycle seed, run id)`` for a fresh sample per run). The same seed and targets give
@@ -55,7 +57,7 @@ def audit_sample(targets: Any, k: int, seed: int | Sequence[int] = 0) -> tuple[n
         >>> sorted(zip(img.tolist(), cls.tolist()))
         [(0, 1), (1, 0), (1, 1)]
     """
-    t = check_targets(targets)
+    t = targets if isinstance(targets, SparseLabels) else check_targets(targets)
     k = check_positive_int(k, "k", minimum=0)
     rng = np.random.default_rng(_check_seed(seed))
     per_row = _unknown_per_row(t)
@@ -82,8 +84,10 @@ def _check_seed(seed: Any) -> int | list[int]:
     raise ValueError(f"seed must be an integer >= 0 or a sequence of them, got {seed!r}")
 
 
-def _unknown_per_row(t: np.ndarray) -> np.ndarray:
+def _unknown_per_row(t: LabelMatrix) -> np.ndarray:
     """Unknown cells per row, int64 ``(N,)``, counted in row blocks (no ``(N, C)`` temporary)."""
+    if isinstance(t, SparseLabels):
+        return t.n_classes - np.diff(t.indptr)
     out = np.zeros(t.shape[0], dtype=np.int64)
     for start in range(0, t.shape[0], _COUNT_BLOCK):
         block = t[start : start + _COUNT_BLOCK]
@@ -91,7 +95,7 @@ def _unknown_per_row(t: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cells_of_ranks(t: np.ndarray, per_row: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cells_of_ranks(t: LabelMatrix, per_row: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The unknown cells with the given ranks in row-major order: the r-th unknown cell for each r."""
     ends = np.cumsum(per_row)
     img = np.searchsorted(ends, ranks, side="right").astype(np.int64)
@@ -100,12 +104,13 @@ def _cells_of_ranks(t: np.ndarray, per_row: np.ndarray, ranks: np.ndarray) -> tu
     chunk = max(1, _AUDIT_BLOCK_CELLS // max(1, t.shape[1]))
     for start in range(0, len(ranks), chunk):
         rows = img[start : start + chunk]
-        seen = np.cumsum(t[rows] == UNKNOWN, axis=1, dtype=np.int32)  # unknown cells up to each column
+        block = t.take(rows).dense() if isinstance(t, SparseLabels) else t[rows]
+        seen = np.cumsum(block == UNKNOWN, axis=1, dtype=np.int32)  # unknown cells up to each column
         cls[start : start + chunk] = np.argmax(seen > offset[start : start + chunk, None], axis=1)
     return img, cls
 
 
-def _smallest_keys(t: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _smallest_keys(t: LabelMatrix, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The unknown cells with the ``k`` smallest i.i.d. uniform keys, ordered by key.
 
     Every unknown cell gets a key; a block's cells whose key is not below the k-th smallest key
@@ -118,7 +123,7 @@ def _smallest_keys(t: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.
     bound = np.inf  # the k-th smallest key so far (once k are held)
     rows_per_block = max(1, _AUDIT_BLOCK_CELLS // c)
     for start in range(0, n, rows_per_block):
-        r, col = np.nonzero(t[start : start + rows_per_block] == UNKNOWN)
+        r, col = np.nonzero(dense_rows(t, start, start + rows_per_block) == UNKNOWN)
         block_keys = rng.random(r.size)
         keep = block_keys < bound
         keys = np.concatenate([keys, block_keys[keep]])

@@ -16,8 +16,9 @@ import numpy as np
 
 from core._validation import check_labels_1d, check_same_shape, check_scores, check_targets
 from core.constants import NEGATIVE, POSITIVE, UNKNOWN
+from core.sparse_labels import SparseLabels, iter_row_blocks
 
-__all__ = ["MapResult", "average_precision", "full_map", "partial_map"]
+__all__ = ["MapResult", "average_precision", "cell_scores", "full_map", "partial_map", "partial_map_cells"]
 
 #: Cells processed per chunk by :func:`partial_map` (bounds memory to a few hundred MB).
 _CHUNK_CELLS: int = 4_000_000
@@ -69,8 +70,12 @@ def partial_map(scores: Any, targets: Any) -> MapResult:
     classes. Unknown cells are never scored as negatives.
 
     Args:
-        scores: ``(N, C)`` real scores (probabilities or logits), higher = more likely positive.
-        targets: ``(N, C)`` labels: 1 positive, 0 negative, -1 unknown.
+        scores: ``(N, C)`` real scores (probabilities or logits), higher = more likely positive;
+            with sparse ``targets`` also a :class:`core.sparse_labels.RowBlocks` (read once, by
+            row blocks).
+        targets: ``(N, C)`` labels: 1 positive, 0 negative, -1 unknown; dense int8 or
+            :class:`core.sparse_labels.SparseLabels` (then memory is O(annotated cells + block × C)
+            and the result equals the dense one exactly).
 
     Returns:
         :class:`MapResult`.
@@ -81,6 +86,8 @@ def partial_map(scores: Any, targets: Any) -> MapResult:
         >>> r.map, r.n_classes
         (100.0, 2)
     """
+    if isinstance(targets, SparseLabels):
+        return partial_map_cells(cell_scores(scores, targets), targets)
     s = check_scores(scores)
     t = check_targets(targets)
     check_same_shape(s, t, "scores", "targets")
@@ -93,6 +100,80 @@ def partial_map(scores: Any, targets: Any) -> MapResult:
     for start in range(0, cols.size, step):
         sel = cols[start : start + step]
         ap[sel] = 100.0 * _partial_ap(s[:, sel], t[:, sel])
+    n_kept = int(keep.sum())
+    return MapResult(
+        map=float(ap[keep].mean()) if n_kept else float("nan"), per_class_ap=ap, n_classes=n_kept
+    )
+
+
+def cell_scores(scores: Any, labels: SparseLabels, block_rows: int = 8_192) -> np.ndarray:
+    """float64 ``(nnz,)``: the score of each annotated cell of ``labels``, in its CSR order.
+
+    Args:
+        scores: ``(N, C)`` array or :class:`core.sparse_labels.RowBlocks`, read in blocks of
+            ``block_rows`` rows (each row block once).
+        labels: the cells to read.
+
+    Raises:
+        ValueError: shapes differ, or a score is NaN or inf.
+    """
+    n, c = labels.shape
+    if tuple(scores.shape) != (n, c):
+        raise ValueError(f"scores has shape {tuple(scores.shape)}, labels {(n, c)}; they must match")
+    out = np.empty(labels.nnz, dtype=np.float64)
+    for start, stop in iter_row_blocks(n, block_rows):
+        lo, hi = int(labels.indptr[start]), int(labels.indptr[stop])
+        if hi == lo:
+            continue
+        block = np.asarray(scores[start:stop])
+        rows = np.repeat(np.arange(stop - start), np.diff(labels.indptr[start : stop + 1]))
+        out[lo:hi] = block[rows, labels.indices[lo:hi]]
+    if out.size and not np.all(np.isfinite(out)):
+        raise ValueError("scores holds NaN or inf at an annotated cell")
+    return out
+
+
+def partial_map_cells(scores: Any, labels: SparseLabels) -> MapResult:
+    """:func:`partial_map` from the scores of the annotated cells alone (O(nnz log nnz), no ``(N, C)``).
+
+    Args:
+        scores: float ``(nnz,)``, the score of each cell of ``labels`` in its CSR order
+            (:func:`cell_scores`).
+        labels: the annotated cells (1 / 0).
+
+    Returns:
+        :class:`MapResult`, equal to ``partial_map(dense scores, labels.dense())``.
+    """
+    s = check_scores(scores, ndim=1)
+    if len(s) != labels.nnz:
+        raise ValueError(f"scores has {len(s)} values for {labels.nnz} annotated cells")
+    c = labels.n_classes
+    cls = labels.indices.astype(np.int64)
+    pos = labels.values == POSITIVE
+    n_pos = np.bincount(cls[pos], minlength=c)
+    n_neg = np.bincount(cls[~pos], minlength=c)
+    keep = (n_pos > 0) & (n_neg > 0)
+    ap = np.full(c, np.nan)
+    sel = keep[cls]
+    s, cls, pos = s[sel], cls[sel], pos[sel]
+    if len(s):
+        order = np.lexsort((-s, cls))  # by class, then score descending
+        s, cls, pos = s[order], cls[order], pos[order]
+        m = len(s)
+        start = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+        seg = np.repeat(start, np.diff(np.r_[start, m]))  # first index of each cell's class
+        tp = np.cumsum(pos, dtype=np.int64)
+        tp_before = np.where(seg > 0, tp[seg - 1], 0)
+        # Last index of each cell's tie group (same class and score).
+        boundary = np.ones(m, dtype=bool)
+        boundary[:-1] = (s[1:] != s[:-1]) | (cls[1:] != cls[:-1])
+        marks = np.where(boundary, np.arange(m), m)
+        group_end = np.minimum.accumulate(marks[::-1])[::-1]
+        tp_end = tp[group_end] - tp_before
+        seen_end = group_end - seg + 1
+        precision = np.where(pos, tp_end / seen_end, 0.0)
+        ap_sum = np.bincount(cls, weights=precision, minlength=c)
+        ap[keep] = 100.0 * ap_sum[keep] / n_pos[keep]
     n_kept = int(keep.sum())
     return MapResult(
         map=float(ap[keep].mean()) if n_kept else float("nan"), per_class_ap=ap, n_classes=n_kept

@@ -63,7 +63,9 @@ from common.atomic import atomic_open
 from common.choice import Choice
 from core._unknown_rate import (
     RANDOM_TEST_LEVEL,
+    ClassMoments,
     adjusted_rate,
+    class_moments,
     random_annotation_pvalue,
     random_rate,
     shifted_rate,
@@ -78,6 +80,7 @@ from core._validation import (
     check_targets,
 )
 from core.constants import POSITIVE, UNKNOWN
+from core.sparse_labels import SparseLabels, label_counts
 
 __all__ = [
     "DEFAULT_PRIOR_METHOD",
@@ -86,6 +89,7 @@ __all__ = [
     "PriorTable",
     "RunningPrior",
     "model_prior",
+    "model_prior_with_method",
     "naive_prior",
     "read_prior_csv",
     "running_prior",
@@ -124,7 +128,8 @@ def naive_prior(targets: Any) -> np.ndarray:
     """Annotated positives per class divided by the number of images.
 
     Args:
-        targets: ``(N, C)`` labels: 1 positive, 0 negative, -1 unknown.
+        targets: ``(N, C)`` labels: 1 positive, 0 negative, -1 unknown (dense int8 or
+            :class:`~core.sparse_labels.SparseLabels`).
 
     Returns:
         float64 ``(C,)`` in [0, 1].
@@ -133,6 +138,10 @@ def naive_prior(targets: Any) -> np.ndarray:
         >>> naive_prior(np.array([[1, -1], [0, 1], [-1, 1], [1, 0]], dtype=np.int8))
         array([0.5, 0.5])
     """
+    if isinstance(targets, SparseLabels):
+        if len(targets) == 0:
+            raise ValueError("targets has no rows (N = 0); a prior needs at least one image")
+        return label_counts(targets)[0] / len(targets)
     t = check_targets(targets)
     if t.shape[0] == 0:
         raise ValueError("targets has no rows (N = 0); a prior needs at least one image")
@@ -147,11 +156,16 @@ def model_prior(
 ) -> np.ndarray:
     """Class prior from a temporary ``ignore``-mode model's probabilities.
 
+    With :class:`~core.sparse_labels.SparseLabels` targets or lazily computed ``probs``
+    (:class:`~core.sparse_labels.RowBlocks`), memory is O(annotated cells + block × C) and ``probs``
+    is read once (``auto`` shares one pass between its test and its estimate); every method but
+    ``shifted`` works that way, with results equal to the dense path's.
+
     Args:
         probs: ``(N, C)`` sigmoid probabilities of the temporary model on the training images,
-            from a clean inference pass after training.
-        targets: Optional ``(N, C)`` labels (1 / 0 / -1) of the same images. Needed by every
-            method but ``mean``.
+            from a clean inference pass after training (an array or row blocks).
+        targets: Optional ``(N, C)`` labels (1 / 0 / -1) of the same images, dense int8 or
+            sparse. Needed by every method but ``mean``.
         method: A :class:`PriorMethod`; default ``mean`` without targets and
             :data:`DEFAULT_PRIOR_METHOD` (``auto``) with targets.
 
@@ -168,6 +182,8 @@ def model_prior(
         >>> model_prior(p, np.array([[1, -1], [-1, 0]]), method="filled")
         array([0.85, 0.1 ])
     """
+    if isinstance(targets, SparseLabels) or not _is_array_like(probs):
+        return _model_prior_blocked(probs, targets, method)
     p = check_probs(probs)
     if p.shape[0] == 0:
         raise ValueError("probs has no rows (N = 0); a prior needs at least one image")
@@ -191,6 +207,63 @@ def model_prior(
     n_unknown = unknown.sum(axis=0, dtype=np.float64)
     pi_u = _UNKNOWN_RATE[m](p, t)
     return np.clip((n_pos + n_unknown * pi_u) / n, 0.0, 1.0)
+
+
+def _is_array_like(x: Any) -> bool:
+    """True for arrays, tensors and nested sequences; False for lazily computed row blocks."""
+    return isinstance(x, np.ndarray | torch.Tensor | list | tuple)
+
+
+def _model_prior_blocked(probs: Any, targets: Any, method: str | PriorMethod | None) -> np.ndarray:
+    """:func:`model_prior` reading ``probs`` by row blocks (sparse targets or lazy probs)."""
+    return model_prior_with_method(probs, targets, method=method)[0]
+
+
+def model_prior_with_method(
+    probs: Any, targets: Any, *, method: str | PriorMethod | None = None
+) -> tuple[np.ndarray, PriorMethod]:
+    """:func:`model_prior` with targets, and the method it used (what ``auto`` chose).
+
+    Reads ``probs`` by row blocks, at most once (``auto``'s test and its estimate share the
+    pass), so ``probs`` may be :class:`~core.sparse_labels.RowBlocks` computed on demand and
+    ``targets`` :class:`~core.sparse_labels.SparseLabels`: memory O(annotated cells + block × C).
+
+    Args:
+        probs: ``(N, C)`` cross-fitted probabilities in [0, 1] (array or row blocks).
+        targets: ``(N, C)`` labels (1 / 0 / -1), dense int8 or sparse.
+        method: as :func:`model_prior` (default ``auto``); not ``shifted``.
+
+    Returns:
+        (float64 ``(C,)`` prior in [0, 1], the :class:`PriorMethod` applied: ``auto`` resolved).
+
+    Raises:
+        ValueError: shapes differ, no rows, values outside [0, 1], or ``shifted``.
+    """
+    n, c = int(probs.shape[0]), int(probs.shape[1])
+    if n == 0:
+        raise ValueError("probs has no rows (N = 0); a prior needs at least one image")
+    if targets is None:
+        raise ValueError("lazily computed probs need targets (the blocked path has no 'mean' method)")
+    t = targets if isinstance(targets, SparseLabels) else check_targets(targets)
+    if tuple(t.shape) != (n, c):
+        raise ValueError(f"probs has shape {(n, c)} and targets {tuple(t.shape)}; they must match")
+    m = DEFAULT_PRIOR_METHOD if method is None else PriorMethod.from_str(method)
+    n_pos, _, n_unknown = label_counts(t)
+    if m is PriorMethod.RANDOM:
+        return np.clip((n_pos + n_unknown * random_rate(probs, t)) / n, 0.0, 1.0), m
+    if m is PriorMethod.SHIFTED:
+        raise ValueError("the 'shifted' prior needs dense probs and targets; use 'shrunk' or 'auto' at scale")
+    moments: ClassMoments = class_moments(probs, t)
+    if m is PriorMethod.MEAN:
+        total = sum(moments[v].n * moments[v].mean for v in moments)
+        return total / n, m
+    if m is PriorMethod.FILLED:
+        return (n_pos + moments[UNKNOWN].n * moments[UNKNOWN].mean) / n, m
+    if m is PriorMethod.AUTO:
+        pvalue = random_annotation_pvalue(probs, t, moments)
+        m = PriorMethod.RANDOM if pvalue >= RANDOM_TEST_LEVEL else PriorMethod.SHRUNK
+    pi_u = _UNKNOWN_RATE[m](probs, t, moments)
+    return np.clip((n_pos + n_unknown * pi_u) / n, 0.0, 1.0), m
 
 
 def select_prior_method(probs: Any, targets: Any) -> PriorMethod:
@@ -225,13 +298,19 @@ def select_prior_method(probs: Any, targets: Any) -> PriorMethod:
         >>> select_prior_method(p, t_fpc).value
         'shrunk'
     """
+    if isinstance(targets, SparseLabels) or not _is_array_like(probs):
+        if tuple(probs.shape) != tuple(targets.shape):
+            raise ValueError(
+                f"probs has shape {tuple(probs.shape)} and targets {tuple(targets.shape)}; they must match"
+            )
+        return _select(probs, targets)
     p = check_probs(probs)
     t = check_targets(targets)
     check_same_shape(p, t, "probs", "targets")
     return _select(p, t)
 
 
-def _select(p: np.ndarray, t: np.ndarray) -> PriorMethod:
+def _select(p: Any, t: Any) -> PriorMethod:
     """:func:`select_prior_method` on validated arrays."""
     pvalue = random_annotation_pvalue(p, t)  # NaN when no class has enough cells to test
     return PriorMethod.RANDOM if pvalue >= RANDOM_TEST_LEVEL else PriorMethod.SHRUNK

@@ -40,6 +40,7 @@ import numpy as np
 from common.choice import Choice
 from core._validation import check_positive_int, check_prior, check_probs, check_same_shape, check_targets
 from core.constants import UNKNOWN
+from core.sparse_labels import LabelMatrix, SparseLabels, label_counts
 
 __all__ = [
     "DEFAULT_RANKER",
@@ -280,8 +281,10 @@ class _Counts(NamedTuple):
     unk: np.ndarray
 
 
-def _class_counts(t: np.ndarray) -> _Counts:
+def _class_counts(t: LabelMatrix) -> _Counts:
     """Positives, negatives and unknowns per class, summed in int16 blocks (fast on int8 input)."""
+    if isinstance(t, SparseLabels):
+        return _Counts(*label_counts(t))
     n, c = t.shape
     total = np.zeros(c, dtype=np.int64)
     unk = np.zeros(c, dtype=np.int64)
@@ -294,7 +297,7 @@ def _class_counts(t: np.ndarray) -> _Counts:
     return _Counts(pos, n - pos - unk_f, unk_f)
 
 
-def _unknown_rate(t: np.ndarray, prior: np.ndarray, counts: _Counts | None = None) -> np.ndarray:
+def _unknown_rate(t: LabelMatrix, prior: np.ndarray, counts: _Counts | None = None) -> np.ndarray:
     n = t.shape[0]
     counts = _class_counts(t) if counts is None else counts
     n_pos, n_unk = counts.pos, counts.unk

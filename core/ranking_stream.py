@@ -27,6 +27,7 @@ from core.ranking import (
     _unknown_rate,
     calibration_rows,
 )
+from core.sparse_labels import SparseLabels
 
 __all__ = ["RankerParams", "StreamingTopK", "ranker_params", "top_unknown_chunks"]
 
@@ -62,7 +63,8 @@ def ranker_params(
     :func:`top_unknown` computes from the full matrix.
 
     Args:
-        targets: ``(N, C)`` labels (1 / 0 / -1) of the whole matrix.
+        targets: ``(N, C)`` labels (1 / 0 / -1) of the whole matrix, dense int8 or
+            :class:`~core.sparse_labels.SparseLabels` (counted in O(nnz)).
         priors: ``(C,)`` class priors in [0, 1]; may be None only for ``probability``.
         ranker: A :class:`Ranker`.
         chunks: ``(start row, probs (b, C))`` pieces covering rows 0..N-1 in order (only read for
@@ -75,7 +77,7 @@ def ranker_params(
         ValueError: bad labels or priors, priors None for a ranker that needs them, or
             ``calibrated`` without ``chunks`` (or chunks out of order, or not covering every row).
     """
-    t = check_targets(targets)
+    t = targets if isinstance(targets, SparseLabels) else check_targets(targets)
     pr, r = _check_stream_ranker(priors, ranker, t.shape[1])
     if r is not Ranker.CALIBRATED or pr is None:
         # Only p's dtype is read for these rankers: float64 here, cast to the chunks' dtype later.
@@ -99,7 +101,8 @@ def ranker_params(
     if seen != t.shape[0]:
         raise ValueError(f"the chunks cover rows 0..{seen - 1} of {t.shape[0]}; pass every row, in order")
     p_rows = np.concatenate(sample) if sample else np.empty((0, t.shape[1]), dtype=dtype or np.float64)
-    ratio = _matching_ratio(p_rows, t[rows], _unknown_rate(t, pr))
+    t_rows = t.take(rows).dense() if isinstance(t, SparseLabels) else t[rows]
+    ratio = _matching_ratio(p_rows, t_rows, _unknown_rate(t, pr))
     return RankerParams(r, "odds", ratio.astype(np.float64))
 
 
@@ -250,7 +253,8 @@ def top_unknown_chunks(
 
     Args:
         chunks: ``(start row, probs (b, C))`` pieces covering rows 0..N-1 in order.
-        targets: ``(N, C)`` labels (1 / 0 / -1) of the whole matrix.
+        targets: ``(N, C)`` labels (1 / 0 / -1) of the whole matrix, dense int8 or
+            :class:`~core.sparse_labels.SparseLabels` (counted in O(nnz)).
         priors: ``(C,)`` class priors in [0, 1] (may be None for ``probability``).
         k: Number of cells wanted (>= 0); fewer if there are fewer unknown cells.
         ranker: A :class:`Ranker`; default :data:`DEFAULT_RANKER`.

@@ -33,6 +33,7 @@ import numpy as np
 from core.audit_sample import audit_sample
 from core.constants import UNKNOWN
 from core.ranking import TopUnknown
+from core.sparse_labels import LabelMatrix, SparseLabels, label_counts
 
 #: Rows per block when counting unknown cells per class.
 _COUNT_BLOCK = 16_384
@@ -56,14 +57,14 @@ def n_audit_cells(share: float, top_suggestions: int) -> int:
     return round(share * top_suggestions)
 
 
-def audit_queue(top: TopUnknown, targets: np.ndarray, *, share: float, seed: Sequence[int]) -> Queue:
+def audit_queue(top: TopUnknown, targets: LabelMatrix, *, share: float, seed: Sequence[int]) -> Queue:
     """Interleave an audit sample of ``targets``' unknown cells with the ranked cells ``top``.
 
     Args:
         top: the ranked cells of ``targets``, best first (:func:`core.ranking.top_unknown` asked for
             ``top_suggestions`` cells; it returns fewer only when there are fewer unknown cells).
-        targets: int8 ``(n, C)`` labels (1 / 0 / -1) of the scored images; the audit sample is
-            drawn from its -1 cells.
+        targets: ``(n, C)`` labels (1 / 0 / -1; dense int8 or sparse) of the scored images; the
+            audit sample is drawn from its -1 cells.
         share: the audit share in [0, 0.5]; ``round(share * len(top))`` cells are drawn (0: ``top``
             is returned unchanged, with no audit cell).
         seed: seeds of the draw and of the positions (e.g. ``(cycle seed, run id)``).
@@ -133,8 +134,10 @@ def queue_keys(score: np.ndarray) -> np.ndarray:
     return np.minimum.accumulate(out)
 
 
-def unknown_per_class(targets: np.ndarray) -> np.ndarray:
-    """Unknown cells per class of int8 ``(n, C)`` targets, int64 ``(C,)`` (the audit's population)."""
+def unknown_per_class(targets: LabelMatrix) -> np.ndarray:
+    """Unknown cells per class of ``(n, C)`` targets (dense int8 or sparse), int64 ``(C,)`` (the audit's population)."""
+    if isinstance(targets, SparseLabels):
+        return label_counts(targets)[2].astype(np.int64)
     out = np.zeros(targets.shape[1], dtype=np.int64)
     for start in range(0, targets.shape[0], _COUNT_BLOCK):
         out += (targets[start : start + _COUNT_BLOCK] == UNKNOWN).sum(axis=0)

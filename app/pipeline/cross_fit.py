@@ -103,4 +103,84 @@ def cross_fit(
     return CrossFit(probs, extra_probs, models)
 
 
-__all__ = ["CrossFit", "FitFn", "Predictor", "cross_fit"]
+@dataclass
+class FoldModels(Generic[P]):
+    """The k models of a cross-fit, with the fold of every row; their scores computed on demand.
+
+    Attributes:
+        idx: (N,) int64 the rows cross-fitted over.
+        fold_of: (N,) int64 the fold that held out ``idx[i]`` (0 … k-1).
+        models: the k fitted models, in fold order.
+    """
+
+    idx: np.ndarray
+    fold_of: np.ndarray
+    models: list[P]
+
+    def out_of_fold(self, n_classes: int) -> OutOfFold[P]:
+        """Row blocks of the out-of-fold probabilities (N, C): row i from the model that left ``idx[i]`` out."""
+        return OutOfFold(self, n_classes)
+
+    def mean_of(self, rows: np.ndarray, n_classes: int) -> MeanOfModels[P]:
+        """Row blocks of the k models' mean probabilities of ``rows`` (M,) int64: (M, C)."""
+        return MeanOfModels(self.models, np.asarray(rows, dtype=np.int64), n_classes)
+
+
+class OutOfFold(Generic[P]):
+    """:class:`core.sparse_labels.RowBlocks` of :meth:`FoldModels.out_of_fold`; a block holds (rows, C) float32."""
+
+    def __init__(self, folds: FoldModels[P], n_classes: int) -> None:
+        self._folds = folds
+        self.shape = (len(folds.idx), int(n_classes))
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        pos = np.arange(self.shape[0])[rows]
+        out = np.empty((len(pos), self.shape[1]), dtype=np.float32)
+        fold = self._folds.fold_of[pos]
+        for f in np.unique(fold):
+            sel = fold == f
+            out[sel] = self._folds.models[int(f)].predict(self._folds.idx[pos[sel]])
+        return out
+
+
+class MeanOfModels(Generic[P]):
+    """:class:`core.sparse_labels.RowBlocks` of the mean of several models' probabilities of ``rows``."""
+
+    def __init__(self, models: list[P], rows: np.ndarray, n_classes: int) -> None:
+        self._models, self._rows = models, rows
+        self.shape = (len(rows), int(n_classes))
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        sel = self._rows[rows]
+        out = np.zeros((len(sel), self.shape[1]), dtype=np.float32)
+        if len(sel):
+            for model in self._models:
+                out += np.asarray(model.predict(sel), dtype=np.float32) / len(self._models)
+        return out
+
+
+def fit_folds(fit: Callable[[np.ndarray, int], P], idx: np.ndarray, k: int, *, seed: int) -> FoldModels[P]:
+    """Train the ``k`` fold models of :func:`cross_fit` without scoring anything (same folds, same order).
+
+    Their out-of-fold and averaged probabilities are then read block by block
+    (:meth:`FoldModels.out_of_fold`, :meth:`FoldModels.mean_of`), so no (N, C) matrix is built.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    fold_of = np.zeros(len(idx), dtype=np.int64)
+    models: list[P] = []
+    for f, fold in enumerate(kfold_split(len(idx), k, seed=seed)):
+        fold_of[fold.held] = f
+        models.append(fit(idx[fold.train], f))
+    return FoldModels(idx, fold_of, models)
+
+
+__all__ = [
+    "CrossFit",
+    "FitFn",
+    "FoldModels",
+    "MeanOfModels",
+    "OutOfFold",
+    "Predictor",
+    "cross_fit",
+    "fit_folds",
+]

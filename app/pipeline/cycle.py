@@ -41,7 +41,6 @@ from app.pipeline.store import (
 from app.pipeline.suggest import suggest
 from app.store import Store
 from common.progress import Progress
-from core.constants import UNKNOWN
 from db.datasets import get_dataset
 from db.models import RunKind, Split
 
@@ -173,7 +172,7 @@ def _load(store: Store, config: CycleConfig) -> tuple[DatasetArrays, np.ndarray,
             f"dataset {config.dataset!r} has {len(train)} training images and {data.n_classes} classes; "
             "import labels first"
         )
-    if not (data.targets[train] != UNKNOWN).any():
+    if data.targets.take(train).nnz == 0:
         raise ValueError(f"dataset {config.dataset!r} has no annotated label in its training split")
     return data, train, val
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.fit import Fit
+from app.pipeline.fit import Fit, PredictedRows
 from app.pipeline.load import DatasetArrays
 from core.metrics import partial_map
+from core.sparse_labels import LabelMatrix, RowBlocks, n_rows
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,13 @@ class Validation:
     per_class_ap: np.ndarray
 
 
-def validate(probs: np.ndarray, targets: np.ndarray) -> Validation:
-    """Partial mAP of ``probs`` (V, C) in [0, 1] against ``targets`` (V, C) int8, 1 / 0 / -1."""
-    if len(targets) == 0:
+def validate(probs: np.ndarray | RowBlocks, targets: LabelMatrix) -> Validation:
+    """Partial mAP of ``probs`` (V, C) in [0, 1] against ``targets`` (V, C), 1 / 0 / -1.
+
+    ``probs`` may be row blocks computed on demand and ``targets`` sparse: then only the annotated
+    cells' scores are kept (memory O(annotated cells + block × C)).
+    """
+    if n_rows(targets) == 0:
         return Validation(float("nan"), np.full(targets.shape[1], np.nan))
     result = partial_map(probs, targets)
     return Validation(result.map, result.per_class_ap / 100.0)
@@ -37,7 +42,7 @@ def evaluate(fit: Fit, data: DatasetArrays, val: np.ndarray) -> Validation:
     """Score the validation rows ``val`` (int64) with ``fit`` and measure its partial mAP."""
     if len(val) == 0:
         return Validation(float("nan"), np.full(data.n_classes, np.nan))
-    return validate(fit.predict(val), data.targets[val])
+    return validate(PredictedRows(fit.predict, val, data.n_classes), data.targets.take(val))
 
 
 __all__ = ["Validation", "evaluate", "validate"]

@@ -103,6 +103,37 @@ class Fit:
     seconds: float
 
 
+class PredictedRows:
+    """A model's probabilities of dataset rows ``idx``, computed one row block at a time.
+
+    A :class:`core.sparse_labels.RowBlocks`: ``shape`` is ``(len(idx), C)`` and
+    ``self[start:stop]`` is ``predict(idx[start:stop])``, float32 in [0, 1]. Nothing is kept, so a
+    pass over it holds one block: this is how the cycle gives core/ a model's (N, C) scores
+    without ever building them.
+
+    Args:
+        predict: ``predict(rows)`` → (len(rows), C) probabilities (e.g. :attr:`Fit.predict`).
+        idx: (n,) int64 dataset rows.
+        n_classes: C.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, n_classes: int) -> None:
+        self._predict = predict
+        self._idx = np.asarray(idx, dtype=np.int64)
+        self.shape = (len(self._idx), int(n_classes))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("PredictedRows reads contiguous row slices only (rows[start:stop])")
+        sel = self._idx[rows]
+        if len(sel) == 0:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        return np.asarray(self._predict(sel), dtype=np.float32)
+
+
 def train_scorer(
     scorer: Scorer,
     loss_name: LossName | str,
@@ -157,7 +188,7 @@ def _train_head(
     )
     result = train_head(
         feats[rows[idx]],
-        scorer.data.targets[idx],
+        scorer.data.targets.take(idx),
         loss,
         head_cfg,
         on_progress=report,
@@ -196,7 +227,7 @@ def _finetune(
     ft = finetune(
         ft_cfg,
         source.subset(idx),
-        scorer.data.targets[idx],
+        scorer.data.targets.take(idx).dense(),  # fine-tuning: thousands of images, not millions
         loss,
         checkpoint_path=ckpt,
         on_progress=report,
@@ -223,4 +254,4 @@ def _finetune(
     return Fit(predict, {"checkpoint": str(ckpt), **meta}, ft.seconds)
 
 
-__all__ = ["FINETUNE_LR", "HEAD_LR", "CycleStopped", "Fit", "Scorer", "train_scorer"]
+__all__ = ["FINETUNE_LR", "HEAD_LR", "CycleStopped", "Fit", "PredictedRows", "Scorer", "train_scorer"]

@@ -1,7 +1,10 @@
 """Load a dataset's partial labels from the store as arrays for core/.
 
-Targets use the one encoding: int8 (N, C) with 1 = positive, 0 = negative, -1 = unknown.
-Rows are images ordered by id, columns are classes ordered by position.
+Targets stay sparse, as the store holds them: :class:`core.sparse_labels.SparseLabels` (CSR of the
+annotated cells, 1 = positive / 0 = negative; a cell not held is -1 = unknown). Memory is
+O(images + classes + annotated cells): 2M images × 9,605 classes with 8 labels per image take
+~0.2 GB, where the dense int8 matrix would take 19 GB. Rows are images ordered by id, columns are
+classes ordered by position.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from core.constants import UNKNOWN
+from core.sparse_labels import SparseLabels
 from db.arrays import read_label_arrays
 from db.models import Dataset
 
@@ -28,7 +32,7 @@ class DatasetArrays:
         splits: "train" / "val" / "test", length N.
         class_ids: database ids, int64 (C,), in column order.
         class_keys, class_names: identifiers and display names, length C.
-        targets: int8 (N, C), 1 / 0 / -1.
+        targets: (N, C) sparse labels, 1 / 0 / -1 (``targets.dense(start, stop)`` gives int8 rows).
     """
 
     dataset_id: int
@@ -41,7 +45,11 @@ class DatasetArrays:
     class_ids: np.ndarray
     class_keys: list[str]
     class_names: list[str]
-    targets: np.ndarray
+    targets: SparseLabels
+
+    def dense_targets(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """int8 (len(rows), C) (all rows when None) of 1 / 0 / -1: for small data and tests only."""
+        return self.targets.dense() if rows is None else self.targets.take(rows).dense()
 
     @property
     def n_images(self) -> int:
@@ -59,6 +67,7 @@ class DatasetArrays:
 def load_dataset(session: Session, dataset: Dataset) -> DatasetArrays:
     """Read every image, class and label of ``dataset`` into :class:`DatasetArrays`."""
     arrays = read_label_arrays(session, dataset.id, unknown=UNKNOWN)
+    shape = (len(arrays.image_ids), len(arrays.class_ids))
     return DatasetArrays(
         dataset_id=dataset.id,
         name=dataset.name,
@@ -70,7 +79,7 @@ def load_dataset(session: Session, dataset: Dataset) -> DatasetArrays:
         class_ids=arrays.class_ids,
         class_keys=arrays.class_keys,
         class_names=arrays.class_names,
-        targets=arrays.targets,
+        targets=SparseLabels.from_cells(arrays.cell_rows, arrays.cell_cols, arrays.cell_values, shape),
     )
 
 

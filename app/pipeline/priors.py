@@ -15,20 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline.config import PriorSource
-from app.pipeline.cross_fit import cross_fit
+from app.pipeline.cross_fit import fit_folds
 from app.pipeline.evaluate import Validation, validate
-from app.pipeline.fit import Fit, Scorer, train_scorer
+from app.pipeline.fit import Fit, PredictedRows, Scorer, train_scorer
 from app.pipeline.load import DatasetArrays
 from common.progress import Progress
 from core.losses.catalog import LossName
-from core.priors import (
-    DEFAULT_PRIOR_METHOD,
-    PriorMethod,
-    model_prior,
-    naive_prior,
-    read_prior_csv,
-    select_prior_method,
-)
+from core.priors import model_prior_with_method, naive_prior, read_prior_csv
+from core.sparse_labels import RowBlocks
 
 #: The temporary model's loss: annotated cells only, so its probabilities estimate the prevalence.
 PRIOR_LOSS = LossName.IGNORE
@@ -68,21 +62,24 @@ def read_prior_file(path: Path, data: DatasetArrays) -> np.ndarray:
 
 def prior_model_probs(
     scorer: Scorer, train: np.ndarray, val: np.ndarray, report: Progress
-) -> tuple[np.ndarray, np.ndarray, Fit]:
+) -> tuple[RowBlocks, RowBlocks, Fit]:
     """Probabilities of the temporary ignore-mode model: cross-fitted on ``train``, averaged on ``val``.
 
     ``CycleConfig.prior_folds`` folds when there are at least two training images per fold;
     otherwise (or with ``prior_folds`` = 1) one model trains on all of ``train`` and scores it.
+    The probabilities are row blocks computed when read (:class:`~app.pipeline.fit.PredictedRows`,
+    :class:`~app.pipeline.cross_fit.OutOfFold`): no (N, C) matrix is built.
 
     Returns:
-        (float32 (len(train), C) — each image scored by a model that did not train on it,
-        float32 (len(val), C), the last model fitted).
+        (float32 (len(train), C) row blocks — each image scored by a model that did not train on it,
+        float32 (len(val), C) row blocks, the last model fitted).
     """
     folds = scorer.config.prior_folds
+    c = scorer.data.n_classes
     k = folds if len(train) >= 2 * max(folds, 1) else 1
     if k <= 1:
         fit = train_scorer(scorer, PRIOR_LOSS, train, None, "prior", report)
-        return fit.predict(train), fit.predict(val), fit
+        return PredictedRows(fit.predict, train, c), PredictedRows(fit.predict, val, c), fit
 
     def fit_fold(rows: np.ndarray, f: int) -> Fit:
         def fold_report(fraction: float, message: str) -> None:
@@ -90,8 +87,8 @@ def prior_model_probs(
 
         return train_scorer(scorer, PRIOR_LOSS, rows, None, f"prior{f}", fold_report)
 
-    result = cross_fit(fit_fold, train, k, seed=scorer.config.seed, extra=val)
-    return result.probs, result.extra, result.models[-1]
+    models = fit_folds(fit_fold, train, k, seed=scorer.config.seed)
+    return models.out_of_fold(c), models.mean_of(val, c), models.models[-1]
 
 
 def choose_prior(
@@ -124,15 +121,14 @@ def estimate_priors(
         report: this stage's progress.
         file_prior: (C,) float64 from :func:`read_prior_file` when ``CycleConfig.prior`` is ``file``.
     """
-    targets = scorer.data.targets
-    naive = naive_prior(targets[train])
+    targets = scorer.data.targets.take(train)
+    naive = naive_prior(targets)
     probs, val_probs, fit = prior_model_probs(scorer, train, val, report)
-    method = DEFAULT_PRIOR_METHOD
-    if method is PriorMethod.AUTO:
-        method = select_prior_method(probs, targets[train])
-    model = model_prior(probs, targets[train], method=method)
+    report(1.0, "estimating the priors (one pass over the training images)")
+    model, method = model_prior_with_method(probs, targets)
     used = choose_prior(scorer.config.prior, naive=naive, model=model, file=file_prior)
-    return Priors(naive, model, used, validate(val_probs, targets[val]), fit, method.value)
+    validation = validate(val_probs, scorer.data.targets.take(val))
+    return Priors(naive, model, used, validation, fit, method.value)
 
 
 __all__ = [

@@ -10,8 +10,9 @@ with them (:mod:`app.pipeline.audit`; with share 0 the queue is the ranking alon
 Memory: with ``--folds 1`` the training images are scored in chunks of :func:`chunk_rows` rows
 (about :data:`CHUNK_BYTES` of float32 probabilities each) through
 :class:`core.ranking.StreamingTopK`, so no ``(n, C)`` float array exists: O(chunk × C + K) besides
-the labels. The audit cells' probabilities come from predicting just their rows. The cross-fitted
-path (``--folds K``) still builds the ``(n, C)`` matrix (:func:`training_probs`).
+the sparse labels. The audit cells' probabilities come from predicting just their rows. The
+cross-fitted path (``--folds K``) still builds the ``(n, C)`` matrix and the dense labels
+(:func:`training_probs`): it is for small datasets.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from app.pipeline.fit import Fit, Scorer, train_scorer
 from common.progress import Progress
 from core.ranking import TopUnknown, top_unknown
 from core.ranking_stream import StreamingTopK, ranker_params
+from core.sparse_labels import LabelMatrix, dense_rows
 
 #: Bytes of float32 probabilities per chunk when the target model scores its training images
 #: (``--folds 1``): rows per chunk = this / (4 × C), 27,962 rows for 600 classes.
@@ -117,11 +119,11 @@ def suggest(
             the run id, so each run draws a fresh sample).
     """
     config = scorer.config
-    targets = scorer.data.targets[train]
+    targets = scorer.data.targets.take(train)
     seed = (config.seed, *audit_seed)
     if config.folds > 1:
         probs = training_probs(scorer, fit, train, prior, report)
-        top = top_unknown(probs, targets, prior, config.top_suggestions)
+        top = top_unknown(probs, targets.dense(), prior, config.top_suggestions)
         queue = audit_queue(top, targets, share=config.audit_share, seed=seed)
         cell_probs = probs[queue.img_idx, queue.cls_idx].astype(np.float64)
     else:
@@ -145,7 +147,7 @@ def chunk_rows(n_classes: int) -> int:
 
 
 def streamed_top(
-    fit: Fit, train: np.ndarray, targets: np.ndarray, prior: np.ndarray, k: int, report: Progress
+    fit: Fit, train: np.ndarray, targets: LabelMatrix, prior: np.ndarray, k: int, report: Progress
 ) -> tuple[TopUnknown, np.ndarray]:
     """The ``k`` best unknown cells of ``train`` by probability, scored chunk by chunk.
 
@@ -156,7 +158,7 @@ def streamed_top(
     Args:
         fit: the target model.
         train: (n,) int64 dataset rows (the target model's training images).
-        targets: int8 (n, C) their labels (1 / 0 / -1); only -1 cells are ranked.
+        targets: (n, C) their labels (1 / 0 / -1; sparse or dense int8); only -1 cells are ranked.
         prior: (C,) float64 class priors in [0, 1] (unused by the default ranker, kept for others).
         k: cells wanted (>= 0).
         report: progress: the share of images scored.
@@ -170,7 +172,8 @@ def streamed_top(
     acc = StreamingTopK(k, ranker_params(targets, prior))
     for start in range(0, n, step):
         stop = min(n, start + step)
-        acc.push(start, np.asarray(fit.predict(train[start:stop]), dtype=np.float32), targets[start:stop])
+        probs = np.asarray(fit.predict(train[start:stop]), dtype=np.float32)
+        acc.push(start, probs, dense_rows(targets, start, stop))
         report(stop / n, f"{stop:,}/{n:,} images scored")
     return acc.result(), acc.probs()
 

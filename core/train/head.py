@@ -22,6 +22,7 @@ from torch import nn
 from core._validation import check_targets
 from core.device import seed_everything, select_device
 from core.models import CheckpointError, load_checkpoint, save_checkpoint
+from core.sparse_labels import SparseLabels
 from core.train._control import ProgressFn, StopFn, report
 from core.train.config import HeadConfig, HeadSolver
 from core.train.schedule import onecycle_lr
@@ -100,14 +101,63 @@ def _as_float_tensor(embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
 
 
+def _as_stored_tensor(embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The embeddings as a CPU tensor, float16 kept as float16 (half the memory; batches are cast)."""
+    if isinstance(embeddings, torch.Tensor):
+        x = embeddings.detach()
+        return x if x.dtype in (torch.float16, torch.float32) else x.to(torch.float32)
+    dtype = np.float16 if np.asarray(embeddings[:0]).dtype == np.float16 else np.float32
+    return torch.from_numpy(np.ascontiguousarray(embeddings, dtype=dtype))
+
+
+#: Rows per block when feature statistics are summed (float64 temporaries of this many rows × D).
+_STATS_BLOCK = 65_536
+
+
 def _feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    var, mean = torch.var_mean(x, dim=0, correction=0)
-    return mean, var.sqrt().clamp_min(1e-6)
+    """Per-feature mean and std (population), float32 (D,), summed in float64 blocks."""
+    if x.dtype == torch.float32 and len(x) <= _STATS_BLOCK:
+        var, mean = torch.var_mean(x, dim=0, correction=0)
+        return mean, var.sqrt().clamp_min(1e-6)
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, len(x), _STATS_BLOCK):
+        total += x[start : start + _STATS_BLOCK].to(torch.float64).sum(dim=0)
+    mean64 = total / max(len(x), 1)
+    m2 = torch.zeros_like(total)
+    for start in range(0, len(x), _STATS_BLOCK):
+        m2 += ((x[start : start + _STATS_BLOCK].to(torch.float64) - mean64) ** 2).sum(dim=0)
+    std = (m2 / max(len(x), 1)).sqrt().clamp_min(1e-6)
+    return mean64.to(torch.float32), std.to(torch.float32)
+
+
+class _Targets:
+    """Training targets behind one interface: a dense int8 tensor, or sparse labels densified per batch."""
+
+    def __init__(self, targets: np.ndarray | SparseLabels) -> None:
+        self.sparse = targets if isinstance(targets, SparseLabels) else None
+        self.dense = (
+            None
+            if self.sparse is not None
+            else torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int8))
+        )
+
+    def __len__(self) -> int:
+        return len(self.sparse) if self.sparse is not None else len(self.dense)  # type: ignore[arg-type]
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """int8 (B, C) targets of rows ``idx`` (on ``idx``'s device when dense)."""
+        if self.sparse is not None:
+            return torch.from_numpy(self.sparse.take(idx.cpu().numpy()).dense())
+        return self.dense[idx]  # type: ignore[index]
+
+    def all(self) -> torch.Tensor:
+        """int8 (N, C): every row (the full-batch solver, small problems only)."""
+        return torch.from_numpy(self.sparse.dense()) if self.sparse is not None else self.dense  # type: ignore[return-value]
 
 
 def train_head(
     embeddings: np.ndarray | torch.Tensor,
-    targets: np.ndarray,
+    targets: np.ndarray | SparseLabels,
     loss: nn.Module,
     config: HeadConfig,
     *,
@@ -118,8 +168,10 @@ def train_head(
 
     Args:
         embeddings: (N, D) float features (float16/float32 array, memmap or tensor); copied once
-            to a float32 tensor.
-        targets: (N, C) int8 in {1, 0, -1}; passed to the loss per batch as float32.
+            to a tensor of the same precision (float16 stays float16; each batch is cast to float32).
+        targets: (N, C) int8 in {1, 0, -1}, or :class:`~core.sparse_labels.SparseLabels`
+            (densified one batch at a time: memory O(annotated cells + batch × C)); passed to the
+            loss per batch as float32.
         loss: ``loss(logits (B, C) float32, targets (B, C) float32) -> scalar``; ``set_epoch(epoch)``
             is called at each epoch start when it exists.
         config: Sizes and optimisation settings (D and C must match the arrays).
@@ -133,7 +185,8 @@ def train_head(
         ValueError: Shapes do not match each other or the config, or targets hold other values.
     """
     started = time.perf_counter()
-    targets = check_targets(targets)
+    if not isinstance(targets, SparseLabels):
+        targets = check_targets(targets)
     n = len(targets)
     if embeddings.shape != (n, config.in_features):
         raise ValueError(
@@ -145,8 +198,8 @@ def train_head(
         raise ValueError("no training rows: embeddings and targets are empty")
     device = select_device(config.device)
     seed_everything(config.seed)
-    x = _as_float_tensor(embeddings)
-    y = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int8))
+    x = _as_stored_tensor(embeddings)
+    y = _Targets(targets)
     head = create_head(config)
     if config.standardize:
         mean, std = _feature_stats(x)
@@ -178,7 +231,7 @@ def _decay_split(head: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 def _fit_adam(
     head: nn.Module,
     x: torch.Tensor,
-    y: torch.Tensor,
+    y: _Targets,
     loss: nn.Module,
     config: HeadConfig,
     device: torch.device,
@@ -198,7 +251,9 @@ def _fit_adam(
     generator = torch.Generator().manual_seed(config.seed)
     on_device = device.type != "cpu" and x.numel() * 4 < 8 * 2**30
     if on_device:
-        x, y = x.to(device), y.to(device)
+        x = x.to(device)
+        if y.dense is not None:
+            y.dense = y.dense.to(device)
     step = 0
     epoch_losses: list[float] = []
     stopped = False
@@ -214,8 +269,8 @@ def _fit_adam(
             idx = order[start : start + batch]
             if on_device:
                 idx = idx.to(device)
-            xb = x[idx].to(device, non_blocking=True)
-            yb = y[idx].to(device, non_blocking=True).float()
+            xb = x[idx].to(device, non_blocking=True).float()
+            yb = y.batch(idx).to(device, non_blocking=True).float()
             for group in optimizer.param_groups:
                 group["lr"] = onecycle_lr(step, total_steps, config.lr, pct_start=config.pct_start)
             value = loss(head(xb).float(), yb)
@@ -246,7 +301,7 @@ _LBFGS_ROUNDS = 4
 def _fit_lbfgs(
     head: nn.Module,
     x: torch.Tensor,
-    y: torch.Tensor,
+    y: _Targets,
     loss: nn.Module,
     config: HeadConfig,
     device: torch.device,
@@ -264,7 +319,7 @@ def _fit_lbfgs(
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     head.eval()  # no dropout: L-BFGS needs a deterministic objective
-    x, yf = x.to(device), y.to(device).float()
+    x, yf = x.to(device).float(), y.all().to(device).float()
     decay, _ = _decay_split(head)
     params = [p for p in head.parameters() if p.requires_grad]
     rounds = min(config.epochs, _LBFGS_ROUNDS)

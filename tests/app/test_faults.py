@@ -262,7 +262,7 @@ def _old_pending_run(store: Store, seeded: Seeded, k: int = 30) -> int:
         from db.datasets import get_dataset
 
         data = load_dataset(s, get_dataset(s, "toy"))
-        img, cls = np.nonzero(data.targets == -1)
+        img, cls = np.nonzero(data.dense_targets() == -1)
         run = create_run(s, seeded.dataset_id, "target", {"loss": "csl"})
         write_suggestions(
             s, run.id, image_ids=data.image_ids[img[:k]], class_ids=data.class_ids[cls[:k]],

@@ -11,6 +11,7 @@ from app.pipeline.config import CycleConfig, WeightsSource
 from app.pipeline.features import feature_cache, prepare_features, resolve_weights
 from app.pipeline.fit import Scorer
 from app.pipeline.load import DatasetArrays
+from core.sparse_labels import SparseLabels
 from core.synthetic import SceneConfig, generate_dataset, write_dataset
 
 
@@ -38,7 +39,7 @@ def test_feature_cache_is_the_cache_the_features_step_fills(tmp_path: Path) -> N
     ids = list(ds.image_ids)
     data = DatasetArrays(1, "d", written.images_dir, np.arange(1, 13), ids, [f"{i}.jpg" for i in ids],
                          np.asarray(["train"] * 12, dtype=object), np.arange(ds.truth.shape[1]),
-                         list(ds.class_ids), list(ds.class_names), ds.truth)  # fmt: skip
+                         list(ds.class_ids), list(ds.class_names), SparseLabels.from_dense(ds.truth))  # fmt: skip
     config = CycleConfig(dataset="d", backbone="resnet10t", pretrained="none", image_size=32, batch_size=4,
                          workers=0, device="cpu")  # type: ignore[arg-type]  # fmt: skip
     scorer = Scorer(config, data, tmp_path / "work", tmp_path / "cache")

@@ -22,6 +22,7 @@ from app.pipeline.store import (
 )
 from app.pipeline.suggest import Suggestions
 from app.store import Store, open_store
+from core.sparse_labels import SparseLabels
 from db import runs
 from db.models import RunKind, RunStatus, Suggestion, SuggestionStatus
 from tests.db.factory import Small, make_small
@@ -45,7 +46,7 @@ def _arrays(small: Small) -> DatasetArrays:
                          [f"img{i:03d}" for i in range(n)], [f"img{i:03d}.jpg" for i in range(n)],
                          np.asarray(["train"] * n, dtype=object), np.asarray(small.class_ids),
                          [f"/m/c{j}" for j in range(c)], [f"class {j}" for j in range(c)],
-                         np.full((n, c), -1, dtype=np.int8))  # fmt: skip
+                         SparseLabels.from_dense(np.full((n, c), -1, dtype=np.int8)))  # fmt: skip
 
 
 def _priors() -> Priors:

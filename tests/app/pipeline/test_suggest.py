@@ -26,16 +26,16 @@ def _quiet(_fraction: float, _message: str) -> None:
 def test_top_unknown_cells_best_first(tmp_path: Path) -> None:
     scorer = toy_scorer(tmp_path, top_suggestions=10)
     train, _ = split_rows(scorer)
-    prior = naive_prior(scorer.data.targets[train])
+    prior = naive_prior(scorer.data.dense_targets(train))
     fit = train_scorer(scorer, "csl", train, prior, "target", _quiet)
     top = suggest(scorer, fit, train, prior, _quiet)
     assert len(top) == 10
-    assert (scorer.data.targets[top.rows, top.cls_idx] == UNKNOWN).all()
+    assert (scorer.data.dense_targets()[top.rows, top.cls_idx] == UNKNOWN).all()
     assert (np.diff(top.score) <= 0).all()
     probs = fit.predict(train)  # folds = 1: the target model scores its own training images
     row_pos = np.searchsorted(train, top.rows)
     np.testing.assert_allclose(top.probs, probs[row_pos, top.cls_idx], rtol=1e-6)
-    scores = score_unknown(probs, scorer.data.targets[train], prior)
+    scores = score_unknown(probs, scorer.data.dense_targets(train), prior)
     np.testing.assert_allclose(top.score, scores[row_pos, top.cls_idx], rtol=1e-6)
     np.testing.assert_array_equal(top.priors, prior[top.cls_idx])
 
@@ -43,7 +43,7 @@ def test_top_unknown_cells_best_first(tmp_path: Path) -> None:
 def test_folds_score_each_image_with_a_model_that_did_not_train_on_it(tmp_path: Path) -> None:
     scorer = toy_scorer(tmp_path, folds=2)
     train, _ = split_rows(scorer)
-    prior = naive_prior(scorer.data.targets[train])
+    prior = naive_prior(scorer.data.dense_targets(train))
     target = train_scorer(scorer, "csl", train, prior, "target", _quiet)
     messages: list[str] = []
     probs = training_probs(scorer, target, train, prior, lambda _f, m: messages.append(m))
@@ -73,7 +73,7 @@ def test_chunked_suggest_equals_the_full_matrix_path(
 ) -> None:
     scorer = toy_scorer(tmp_path, top_suggestions=40, audit_share=0.25)
     train, _ = split_rows(scorer)
-    prior = naive_prior(scorer.data.targets[train])
+    prior = naive_prior(scorer.data.dense_targets(train))
     fit = train_scorer(scorer, "csl", train, prior, "target", _quiet)
     monkeypatch.setattr(suggest_module, "CHUNK_BYTES", 4 * N_CLASSES * rows)
     assert chunk_rows(N_CLASSES) == rows
@@ -88,7 +88,7 @@ def test_chunked_suggest_equals_the_full_matrix_path(
     got = suggest(scorer, fit, train, prior, _quiet, audit_seed=(7,))
     fit.predict = predict
     assert max(sizes) <= rows  # never the whole (n, C) matrix (n = 48) unless one chunk holds it
-    targets = scorer.data.targets[train]
+    targets = scorer.data.dense_targets(train)
     queue, probs = _reference(fit, train, targets, prior, scorer.config, rows)
     assert 0 < queue.audit.sum() < len(queue.audit) == len(got) == 40
     np.testing.assert_array_equal(got.rows, train[queue.img_idx])
@@ -120,7 +120,7 @@ def test_chunked_suggest_equals_the_full_matrix_path(
 def test_chunked_suggest_reports_the_images_scored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scorer = toy_scorer(tmp_path, top_suggestions=500, audit_share=0.0)
     train, _ = split_rows(scorer)
-    prior = naive_prior(scorer.data.targets[train])
+    prior = naive_prior(scorer.data.dense_targets(train))
     fit = train_scorer(scorer, "csl", train, prior, "target", _quiet)
     monkeypatch.setattr(suggest_module, "CHUNK_BYTES", 4 * N_CLASSES * 20)
     messages: list[tuple[float, str]] = []
@@ -130,6 +130,6 @@ def test_chunked_suggest_reports_the_images_scored(tmp_path: Path, monkeypatch: 
         (40 / 48, "40/48 images scored"),
         (1.0, "48/48 images scored"),
     ]
-    targets = scorer.data.targets[train]
+    targets = scorer.data.dense_targets(train)
     assert len(top) == (targets == UNKNOWN).sum()  # fewer unknown cells than asked: all of them
     assert not top.audit.any() and top.unknown_cells.size == 0

@@ -10,6 +10,7 @@ import numpy as np
 from app.pipeline.config import CycleConfig
 from app.pipeline.fit import Scorer
 from app.pipeline.load import DatasetArrays
+from core.sparse_labels import SparseLabels
 
 N_TRAIN, N_VAL, N_CLASSES, DIM = 48, 12, 3, 8
 
@@ -36,7 +37,7 @@ def toy_arrays(
         class_ids=np.arange(10, 10 + N_CLASSES, dtype=np.int64),
         class_keys=[f"/m/k{j}" for j in range(N_CLASSES)],
         class_names=[f"class {j}" for j in range(N_CLASSES)],
-        targets=targets,
+        targets=SparseLabels.from_dense(targets),
     )
     return data, features
 
