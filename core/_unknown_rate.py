@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from core.constants import NEGATIVE, POSITIVE, UNKNOWN
-from core.sparse_labels import LabelMatrix, RowBlocks, SparseLabels, dense_rows, iter_row_blocks, label_counts
+from core.sparse_labels import LabelMatrix, RowBlocks, SparseLabels, iter_row_blocks, label_counts
 
 #: Probabilities as the estimators take them: a dense ``(N, C)`` array or lazily computed row blocks.
 Probs = np.ndarray | RowBlocks
@@ -47,8 +47,10 @@ _SHIFT_STEPS: int = 60
 MIN_SEPARATION: float = 0.01
 #: Level of the random-annotation test used by ``auto`` (false rejections ≤ this under the null).
 RANDOM_TEST_LEVEL: float = 0.01
-#: Rows per block of :func:`class_moments` (float64 temporaries of this many rows x C).
+#: Rows per block of :func:`class_moments` at most (float64 temporaries of a block's rows x C).
 _BLOCK_ROWS: int = 8_192
+#: At most this many cells per block (fewer rows when C is large: 2,097,152 / 9,605 = 218 rows).
+_BLOCK_CELLS: int = 1 << 21
 #: Cells a class needs on each side (annotated, unknown) to enter the random-annotation test.
 _MIN_TEST_CELLS: int = 5
 
@@ -83,35 +85,55 @@ def _sparse_moments(values: np.ndarray, cols: np.ndarray, c: int) -> _Moments:
 def class_moments(p: Probs, t: LabelMatrix) -> ClassMoments:
     """:class:`_Moments` of ``p`` over each class's positive, negative and unknown cells (keys 1 / 0 / -1).
 
-    One pass over blocks of :data:`_BLOCK_ROWS` rows, so memory is O(block x C) rather than
-    O(N x C) float64 temporaries; ``p`` may be :class:`~core.sparse_labels.RowBlocks` (each block
-    computed once, checked to lie in [0, 1]) and ``t`` :class:`~core.sparse_labels.SparseLabels`.
-    Annotated cells (few) are gathered by index; unknown cells (most) are summed densely. Within a
-    block means and squared deviations are two-pass; blocks are combined by :func:`_combine`.
+    One pass over row blocks of at most :data:`_BLOCK_CELLS` cells, so memory is O(block) rather
+    than O(N x C); ``p`` may be :class:`~core.sparse_labels.RowBlocks` (each block computed once,
+    checked to lie in [0, 1]) and ``t`` :class:`~core.sparse_labels.SparseLabels` (its annotated
+    cells read straight from the CSR arrays). Annotated cells (few) are gathered by index, two-pass
+    within a block. Unknown cells (most) are every cell minus the annotated ones: per class the
+    block's column sums and squared deviations from a shift ``a`` (the block's column mean), less
+    the annotated cells' — ``sum_U (p - m_U)^2 = sum_U (p - a)^2 - n_U (m_U - a)^2`` — so no mask
+    or (rows x C) float64 temporary is built. Blocks are combined by :func:`_combine`.
     """
     c = p.shape[1]
     zero = _Moments(np.zeros(c), np.zeros(c), np.zeros(c))
     out = {POSITIVE: zero, NEGATIVE: zero, UNKNOWN: zero}
     lazy = not isinstance(p, np.ndarray)
-    for start, stop in iter_row_blocks(p.shape[0], _BLOCK_ROWS):
+    block_rows = max(64, min(_BLOCK_ROWS, _BLOCK_CELLS // max(c, 1)))
+    for start, stop in iter_row_blocks(p.shape[0], block_rows):
         pb = np.asarray(p[start:stop])
         if lazy and pb.size and not (float(pb.min()) >= 0.0 and float(pb.max()) <= 1.0):
             raise ValueError(
                 f"probs rows {start}:{stop} hold values outside [0, 1] (or NaN); pass probabilities"
             )
-        tb = dense_rows(t, start, stop)
+        r, cols, vals = _annotated_cells(t, start, stop)
+        pa = pb[r, cols].astype(np.float64)
         for value in (POSITIVE, NEGATIVE):
-            rows, cols = np.nonzero(tb == value)
-            block = _sparse_moments(pb[rows, cols].astype(np.float64), cols, c)
-            out[value] = _combine(out[value], block)
-        unknown = tb == UNKNOWN
-        k = unknown.sum(axis=0, dtype=np.float64)
-        mean = np.divide(
-            np.where(unknown, pb, 0.0).sum(axis=0, dtype=np.float64), k, out=np.zeros(c), where=k > 0
-        )
-        m2 = np.where(unknown, (pb - mean) ** 2, 0.0).sum(axis=0, dtype=np.float64)
+            sel = vals == value
+            out[value] = _combine(out[value], _sparse_moments(pa[sel], cols[sel], c))
+        n_rows = float(stop - start)
+        total = pb.sum(axis=0, dtype=np.float64)
+        shift = (total / n_rows).astype(pb.dtype)  # the block's column means, in p's precision
+        dev = pb - shift
+        square_all = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)  # sum (p - a)^2, every cell
+        shift64 = shift.astype(np.float64)
+        k = n_rows - np.bincount(cols, minlength=c)
+        sum_u = total - np.bincount(cols, weights=pa, minlength=c)
+        square_u = square_all - np.bincount(cols, weights=(pa - shift64[cols]) ** 2, minlength=c)
+        mean = np.divide(sum_u, k, out=np.zeros(c), where=k > 0)
+        m2 = np.where(k > 0, np.maximum(square_u - k * (mean - shift64) ** 2, 0.0), 0.0)
         out[UNKNOWN] = _combine(out[UNKNOWN], _Moments(k, mean, m2))
     return out
+
+
+def _annotated_cells(t: LabelMatrix, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows within the block, class columns, values) int64 / int64 / int8 of the annotated cells of rows ``start:stop``."""
+    if isinstance(t, SparseLabels):
+        lo, hi = int(t.indptr[start]), int(t.indptr[stop])
+        r = np.repeat(np.arange(stop - start), np.diff(t.indptr[start : stop + 1]))
+        return r, t.indices[lo:hi].astype(np.int64), t.values[lo:hi]
+    tb = t[start:stop]
+    r, cols = np.nonzero(tb != UNKNOWN)
+    return r, cols, tb[r, cols]
 
 
 def random_rate(p: Probs, t: LabelMatrix, moments: ClassMoments | None = None) -> np.ndarray:

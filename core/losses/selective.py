@@ -255,6 +255,16 @@ class ClassAwareSelectiveLoss(nn.Module):
         drop = top_unknowns(score, unknown, k, ws=ws) if k > 0 else None
         return col_keep, drop
 
+    @property
+    def annotated_only(self) -> bool:
+        """True when unknown cells add nothing to the loss or its gradient (``ignore`` mode).
+
+        Then a trainer may compute the logits of the annotated cells alone (a list of them, as
+        ``(nnz, 1)`` logits and targets) and get the same summed loss: O(annotated cells) instead
+        of O(B × C) per batch (:func:`core.train.train_head` does with sparse labels).
+        """
+        return self.mode is LossMode.IGNORE
+
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Compute the summed loss.
 

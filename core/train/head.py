@@ -254,6 +254,7 @@ def _fit_adam(
         x = x.to(device)
         if y.dense is not None:
             y.dense = y.dense.to(device)
+    cells_only = _annotated_cells_only(head, y, loss)
     step = 0
     epoch_losses: list[float] = []
     stopped = False
@@ -270,10 +271,13 @@ def _fit_adam(
             if on_device:
                 idx = idx.to(device)
             xb = x[idx].to(device, non_blocking=True).float()
-            yb = y.batch(idx).to(device, non_blocking=True).float()
             for group in optimizer.param_groups:
                 group["lr"] = onecycle_lr(step, total_steps, config.lr, pct_start=config.pct_start)
-            value = loss(head(xb).float(), yb)
+            if cells_only:
+                value = _annotated_cells_loss(head, xb, y.sparse.take(idx.cpu().numpy()), loss, device)  # type: ignore[union-attr]
+            else:
+                yb = y.batch(idx).to(device, non_blocking=True).float()
+                value = loss(head(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
@@ -288,6 +292,37 @@ def _fit_adam(
             f"head epoch {epoch + 1}/{config.epochs} loss {epoch_losses[-1]:.4f}",
         )
     return epoch_losses, step, stopped
+
+
+def _annotated_cells_only(head: nn.Module, y: _Targets, loss: nn.Module) -> bool:
+    """True when a batch's loss can come from its annotated cells' logits alone.
+
+    Sparse labels, a loss that ignores unknown cells (``loss.annotated_only``, the ``ignore``
+    mode) and a head ending in a linear layer: the logit of cell (i, c) is then ``h_i · W_c + b_c``
+    with ``h`` the features before the last layer, and the summed loss and its gradient equal the
+    full ``(B, C)`` computation's (unknown cells contribute zero to both), at O(annotated cells × D)
+    per batch instead of O(B × C × D).
+    """
+    return (
+        y.sparse is not None
+        and bool(getattr(loss, "annotated_only", False))
+        and isinstance(head[-1], nn.Linear)
+    )
+
+
+def _annotated_cells_loss(
+    head: nn.Module, xb: torch.Tensor, labels: SparseLabels, loss: nn.Module, device: torch.device
+) -> torch.Tensor:
+    """The summed loss of a batch's annotated cells (``labels``: its rows), computing only their logits."""
+    h = head[:-1](xb)  # (B, D') features before the last layer
+    last = head[-1]
+    rows = torch.from_numpy(labels.row_of_cell()).to(device)
+    cols = torch.from_numpy(labels.indices.astype(np.int64)).to(device)
+    z = (h[rows] * last.weight[cols]).sum(dim=1) + last.bias[cols]  # (nnz,) logits
+    if labels.nnz == 0:
+        return z.sum()  # zero, with a graph: the optimiser still steps, as the dense path does
+    target = torch.from_numpy(labels.values).to(device).float()
+    return loss(z.float()[:, None], target[:, None])
 
 
 class _Stopped(Exception):

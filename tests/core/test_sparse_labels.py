@@ -152,3 +152,26 @@ def test_float16_embeddings_train_without_a_float32_copy() -> None:
     want_mean = x.astype(np.float64).mean(axis=0)
     np.testing.assert_allclose(result.head[0].mean.numpy(), want_mean, rtol=1e-5, atol=1e-6)
     assert np.isfinite(result.epoch_losses).all()
+
+
+@pytest.mark.parametrize("hidden", [0, 8])
+def test_ignore_mode_on_sparse_labels_trains_on_annotated_logits_alone_and_matches_dense(hidden: int) -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((900, 16)).astype(np.float32)
+    t = np.where(
+        rng.random((900, 40)) < 0.9,
+        -1,
+        (x[:, : 40 % 16].sum(axis=1, keepdims=True) > rng.standard_normal(40)),
+    ).astype(np.int8)
+    t[:128] = -1  # whole batches without an annotated cell still take an optimiser step
+    cfg = HeadConfig(
+        num_classes=40, in_features=16, epochs=3, batch_size=128, solver="adam", hidden=hidden, seed=0
+    )
+    loss = loss_from_name("ignore", 40)
+    assert loss.annotated_only
+    dense = train_head(x, t, loss, cfg)
+    sparse = train_head(x, SparseLabels.from_dense(t), loss_from_name("ignore", 40), cfg)
+    assert dense.steps == sparse.steps
+    np.testing.assert_allclose(sparse.epoch_losses, dense.epoch_losses, rtol=1e-4)
+    for a, b in zip(dense.head.state_dict().values(), sparse.head.state_dict().values(), strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5)
