@@ -111,7 +111,7 @@ def _as_stored_tensor(embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 #: Rows per block when feature statistics are summed (float64 temporaries of this many rows × D).
-_STATS_BLOCK = 65_536
+_STATS_BLOCK = 8_192
 
 
 def _feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
