@@ -7,11 +7,21 @@ One cache folder per (backbone, weights fingerprint, image size, eval transform)
     data.bin      row-major (R, D) vectors, appended in place
     index.npy     the R image ids, row i ↔ data row i (replaced atomically after each append)
     .lock         flock'ed by writers
+    .merge.lock   flock'ed while shards are merged
+    shards/rank-<r>/  one process's part of a sharded extraction (:mod:`core.embeddings_shard`):
+                  a cache of the same layout and dtype, written only by rank r, flock'ed on
+                  ``.active`` while it writes
 
 Rows are only ever appended, and the index is replaced (:mod:`common.atomic`) only after the
 rows are written and fsync'ed, so a reader never sees a row that is not complete and a writer killed
 mid-append leaves a valid cache (its partial rows are overwritten by the next append). Next time,
 only images whose ids are not in the index are computed.
+
+:meth:`EmbeddingCache.merge_shards` appends every shard no process is writing to the cache (one
+append, so one index write, per shard), then removes it; it runs after a sharded extraction and
+at the start of :func:`embed_images`, so rows of a killed rank are never lost nor computed twice.
+A merge killed midway leaves a valid cache and the shard in place; merging it again adds only the
+rows the cache lacks.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,10 +56,21 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddingCache", "EmbeddingKey", "EmbeddingSet", "embed_images", "embedding_key"]
+__all__ = [
+    "EmbeddingCache",
+    "EmbeddingKey",
+    "EmbeddingSet",
+    "FillResult",
+    "embed_images",
+    "embedding_key",
+    "fill_cache",
+]
 
 _FORMAT_VERSION = 1
 _DTYPES = {"float16": np.float16, "float32": np.float32}
+_SHARDS = "shards"
+_SHARD_PREFIX = "rank-"
+_WRITE_ROWS = 16384  # rows converted and written per chunk by append (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -106,13 +128,21 @@ class EmbeddingCache:
         key: What the vectors depend on; it picks the sub-folder.
         dim: D, the vector width.
         dtype: Storage dtype, ``"float16"`` (default, half the disk) or ``"float32"``.
+        folder: The cache's own folder, instead of ``<cache_dir>/embeddings/<key folder>`` (the
+            shards of :meth:`shard` live inside their cache's folder).
 
     Raises:
         ValueError: The folder exists with another D or dtype (a corrupted or foreign cache).
     """
 
     def __init__(
-        self, cache_dir: str | os.PathLike[str], key: EmbeddingKey, dim: int, *, dtype: str = "float16"
+        self,
+        cache_dir: str | os.PathLike[str],
+        key: EmbeddingKey,
+        dim: int,
+        *,
+        dtype: str = "float16",
+        folder: Path | None = None,
     ):
         if dtype not in _DTYPES:
             raise ValueError(f"embedding dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -121,7 +151,10 @@ class EmbeddingCache:
         self.key = key
         self.dim = dim
         self.dtype = np.dtype(_DTYPES[dtype])
-        self.folder = Path(cache_dir) / "embeddings" / key.folder_name()
+        self._dtype_name = dtype
+        self.folder = (
+            Path(folder) if folder is not None else Path(cache_dir) / "embeddings" / key.folder_name()
+        )
         self.folder.mkdir(parents=True, exist_ok=True)
         self._data_path = self.folder / "data.bin"
         self._index_path = self.folder / "index.npy"
@@ -241,13 +274,16 @@ class EmbeddingCache:
             keep_ids = [image_ids[j] for j in keep]
             if not keep:
                 return 0
-            block = np.ascontiguousarray(vectors[keep], dtype=self.dtype)
             offset = len(self._ids) * self.dim * self.dtype.itemsize
             mode = "r+b" if self._data_path.exists() else "w+b"
+            whole = len(keep) == len(image_ids)  # a memory map (a shard) is read in order, not gathered
             try:
                 with open(self._data_path, mode) as handle:
                     handle.seek(offset)
-                    handle.write(block.tobytes())
+                    for start in range(0, len(keep), _WRITE_ROWS):
+                        stop = min(start + _WRITE_ROWS, len(keep))
+                        rows = vectors[start:stop] if whole else vectors[keep[start:stop]]
+                        handle.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
                     handle.truncate()
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -264,8 +300,65 @@ class EmbeddingCache:
         return len(keep_ids)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.folder / ".lock", "a+b") as handle:
+    def writing_shard(self, rank: int) -> Iterator[EmbeddingCache]:
+        """Hold rank ``rank``'s shard for writing: a cache of this one's key, D and dtype.
+
+        The shard's folder is ``<folder>/shards/rank-<rank>``. While the block runs, the shard's
+        ``.active`` file is flock'ed, so :meth:`merge_shards` leaves it alone; the lock dies with
+        the process, so a killed rank's shard is merged by the next merge.
+
+        Args:
+            rank: The writing process's global rank (0 ≤ rank); one writer per rank at a time.
+
+        Yields:
+            The shard (append to it, read it; merge it into this cache after the block).
+        """
+        if rank < 0:
+            raise ValueError(f"shard rank must be at least 0, got {rank}")
+        folder = self.folder / _SHARDS / f"{_SHARD_PREFIX}{rank}"
+        with _held(folder):
+            yield EmbeddingCache(self.folder, self.key, self.dim, dtype=self._dtype_name, folder=folder)
+
+    def merge_shards(self) -> int:
+        """Append the rows of every shard that no process is writing, then delete those shards.
+
+        Shards are merged in rank order (rows keep their order within a shard); ids this cache
+        already holds are skipped. Each shard is one :meth:`append` (one index write), streamed from
+        its memory map in chunks. Killed midway, the cache stays valid and the shard stays in place
+        until its rows are all in; it is then renamed out of the way and deleted.
+
+        Returns:
+            How many rows were added.
+        """
+        root = self.folder / _SHARDS
+        if not root.is_dir():
+            return 0
+        added = 0
+        with self._locked(".merge.lock"):
+            for left in root.glob(".merged-*"):  # deletions a killed merge did not finish
+                shutil.rmtree(left, ignore_errors=True)
+            folders = [p for p in root.glob(f"{_SHARD_PREFIX}*") if p.name[len(_SHARD_PREFIX) :].isdigit()]
+            for folder in sorted(folders, key=lambda p: int(p.name[len(_SHARD_PREFIX) :])):
+                with _held(folder, wait=False) as free:
+                    if not free:
+                        logger.info("%s: a process is writing it; merged later", folder)
+                        continue
+                    shard = EmbeddingCache(
+                        self.folder, self.key, self.dim, dtype=self._dtype_name, folder=folder
+                    )
+                    ids = shard.ids
+                    if ids:
+                        added += self.append(ids, shard.memmap())
+                    gone = root / f".merged-{folder.name}-{os.getpid()}"
+                    os.replace(folder, gone)
+                shutil.rmtree(gone, ignore_errors=True)
+        if added:
+            logger.info("merged %d embedding row(s) from shards into %s", added, self.folder)
+        return added
+
+    @contextlib.contextmanager
+    def _locked(self, name: str = ".lock") -> Iterator[None]:
+        with open(self.folder / name, "a+b") as handle:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -273,6 +366,35 @@ class EmbeddingCache:
             finally:
                 if fcntl is not None:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _held(folder: Path, *, wait: bool = True) -> Iterator[bool]:
+    """flock ``folder/.active`` (created with the folder); yields False if busy and ``wait`` is off.
+
+    A merge may rename the folder away between our open and our lock; then the lock is on a file
+    that is no longer there, so we take it again on a fresh folder.
+    """
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / ".active"
+        with open(path, "a+b") as handle:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+            try:
+                current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                yield True
+                return
+            if not wait:  # merged and removed by another process meanwhile: nothing to do
+                yield False
+                return
 
 
 def _with_path(err: OSError, path: Path) -> OSError:
@@ -308,6 +430,104 @@ class EmbeddingSet:
     seconds: float
 
 
+@dataclass
+class FillResult:
+    """What :func:`fill_cache` did.
+
+    Attributes:
+        computed: How many images were run through the backbone (and appended to the cache).
+        skipped: The images that could not be read, with the reasons (not cached; retried next time).
+        complete: False when ``should_stop`` ended the call before every image was embedded.
+    """
+
+    computed: int
+    skipped: SkipLog
+    complete: bool
+
+
+def fill_cache(
+    model: nn.Module,
+    source: ImageSource,
+    cache: EmbeddingCache,
+    *,
+    image_size: int,
+    normalize: bool = False,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device,
+    amp: bool | None = None,
+    max_pixels: int | None = None,
+    flush_seconds: float = 30.0,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FillResult:
+    """Embed the images of ``source`` whose ids ``cache`` lacks, appending them as they are computed.
+
+    ``cache`` must be keyed for ``model`` at ``image_size`` / ``normalize`` (see :func:`embedding_key`);
+    it may be a shard (:meth:`EmbeddingCache.writing_shard`). Arguments as in :func:`embed_images`,
+    except ``device``, already resolved.
+    """
+    row_of = {image_id: row for row, image_id in enumerate(source.ids)}
+    todo = [row_of[i] for i in cache.missing(list(source.ids))]
+    skipped = SkipLog()
+    computed = 0
+    complete = True
+    if not todo:
+        return FillResult(computed=0, skipped=skipped, complete=True)
+    logger.info(
+        "embedding %d new image(s) at %d px into %s (%d cached)",
+        len(todo),
+        image_size,
+        cache.folder,
+        len(source) - len(todo),
+    )
+    use_amp = device.type == "cuda" if amp is None else amp
+    transform = create_transform_for(model, image_size=image_size, is_training=False, normalize=normalize)
+    subset = source.subset(todo)
+    loader = create_loader(
+        ImageDataset(subset, None, transform, max_pixels=max_pixels),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    was_training = model.training
+    model.eval().to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    pending_ids: list[str] = []
+    pending: list[np.ndarray] = []
+    last_flush = time.perf_counter()
+    try:
+        for b, batch in enumerate(loader):
+            skipped.update(batch.skipped)
+            if len(batch.indices):
+                images = batch.images.to(device, non_blocking=True)
+                if device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp),
+                ):
+                    feats = pooled_features(model, images)
+                pending.append(feats.float().cpu().numpy())
+                pending_ids.extend(subset.ids[i] for i in batch.indices.tolist())
+                computed += len(batch.indices)
+            if pending and time.perf_counter() - last_flush >= flush_seconds:
+                cache.append(pending_ids, np.concatenate(pending))
+                pending, pending_ids = [], []
+                last_flush = time.perf_counter()
+            if on_progress is not None:
+                on_progress((b + 1) / len(loader), f"embedding images: {computed}/{len(todo)}")
+            if should_stop is not None and should_stop():
+                complete = b + 1 == len(loader)
+                break
+    finally:
+        if pending:
+            cache.append(pending_ids, np.concatenate(pending))
+        model.train(was_training)
+    return FillResult(computed=computed, skipped=skipped, complete=complete)
+
+
 def embed_images(
     model: nn.Module,
     source: ImageSource,
@@ -327,6 +547,9 @@ def embed_images(
     should_stop: Callable[[], bool] | None = None,
 ) -> EmbeddingSet:
     """Pooled embeddings of every image, computing only those not cached yet.
+
+    Shards left by a killed sharded extraction (:mod:`core.embeddings_shard`) are merged first,
+    so their rows count as cached.
 
     Args:
         model: The frozen timm backbone (its classifier is not used).
@@ -353,76 +576,35 @@ def embed_images(
     dev = select_device(str(device)) if not isinstance(device, torch.device) else device
     key = embedding_key(model, backbone=backbone, image_size=image_size, normalize=normalize)
     cache = EmbeddingCache(cache_dir, key, feature_dim(model), dtype=dtype)
-    row_of = {image_id: row for row, image_id in enumerate(source.ids)}
-    todo = [row_of[i] for i in cache.missing(list(source.ids))]
-    skipped = SkipLog()
-    computed = 0
-    complete = True
-    if todo:
-        logger.info(
-            "embedding %d new image(s) with %s at %d px (%d cached)",
-            len(todo),
-            backbone,
-            image_size,
-            len(source) - len(todo),
-        )
-        use_amp = dev.type == "cuda" if amp is None else amp
-        transform = create_transform_for(model, image_size=image_size, is_training=False, normalize=normalize)
-        subset = source.subset(todo)
-        loader = create_loader(
-            ImageDataset(subset, None, transform, max_pixels=max_pixels),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            pin_memory=dev.type == "cuda",
-        )
-        was_training = model.training
-        model.eval().to(dev)
-        if dev.type == "cuda":
-            model.to(memory_format=torch.channels_last)
-        pending_ids: list[str] = []
-        pending: list[np.ndarray] = []
-        last_flush = time.perf_counter()
-        try:
-            for b, batch in enumerate(loader):
-                skipped.update(batch.skipped)
-                if len(batch.indices):
-                    images = batch.images.to(dev, non_blocking=True)
-                    if dev.type == "cuda":
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    with (
-                        torch.inference_mode(),
-                        torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp),
-                    ):
-                        feats = pooled_features(model, images)
-                    pending.append(feats.float().cpu().numpy())
-                    pending_ids.extend(subset.ids[i] for i in batch.indices.tolist())
-                    computed += len(batch.indices)
-                if pending and time.perf_counter() - last_flush >= flush_seconds:
-                    cache.append(pending_ids, np.concatenate(pending))
-                    pending, pending_ids = [], []
-                    last_flush = time.perf_counter()
-                if on_progress is not None:
-                    on_progress((b + 1) / len(loader), f"embedding images: {computed}/{len(todo)}")
-                if should_stop is not None and should_stop():
-                    complete = b + 1 == len(loader)
-                    break
-        finally:
-            if pending:
-                cache.append(pending_ids, np.concatenate(pending))
-            model.train(was_training)
+    cache.merge_shards()
+    fill = fill_cache(
+        model,
+        source,
+        cache,
+        image_size=image_size,
+        normalize=normalize,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=dev,
+        amp=amp,
+        max_pixels=max_pixels,
+        flush_seconds=flush_seconds,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
     rows = cache.rows(list(source.ids))
     indices = np.flatnonzero(rows >= 0).astype(np.int64)
     ids = [source.ids[i] for i in indices.tolist()]
     embeddings = cache.read(ids) if ids else np.zeros((0, cache.dim), dtype=np.float32)
-    if len(skipped):
-        logger.warning("embedding: %s", skipped.summary())
+    if len(fill.skipped):
+        logger.warning("embedding: %s", fill.skipped.summary())
     return EmbeddingSet(
         embeddings=embeddings,
         indices=indices,
         ids=ids,
-        skipped=skipped.as_dict(),
-        computed=computed,
-        complete=complete,
+        skipped=fill.skipped.as_dict(),
+        computed=fill.computed,
+        complete=fill.complete,
         cache=cache,
         seconds=time.perf_counter() - started,
     )

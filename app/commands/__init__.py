@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 import typer
 
 # Order is the order in `labelmend --help`.
-MODULES = ["store", "io", "review", "cycle", "worker", "serve", "user", "demo"]
+MODULES = ["store", "io", "review", "cycle", "embed", "worker", "serve", "user", "demo"]
 ENTRY_POINT_GROUP = "labelmend.commands"
 
 

@@ -15,7 +15,9 @@ A retrain cycle (:func:`app.pipeline.cycle.run_cycle`, one :class:`~app.pipeline
 - ``stages``: the stages as values, their share of the progress bar, and their timer.
 - ``cycle``: ``run_cycle`` runs those steps in order; ``cycle_job`` is the worker's handler.
 
-Around it: ``ingest`` (arrays into a new dataset), ``review`` (decisions from a file),
+Around it: ``embed`` (the cache the features stage reads, filled ahead of a cycle, sharded over
+``torchrun`` processes: ``labelmend embed``), ``ingest`` (arrays into a new dataset), ``review``
+(decisions from a file),
 ``predict`` (scores of new images from a stored run, ``labelmend predict``) and ``home`` (disk
 errors under ``LABELMEND_HOME`` as one line).
 """
