@@ -427,6 +427,25 @@ def pending_rows(
     yield from ((img, key, score, prior) for img, key, score, prior in result)
 
 
+def top_run_suggestions(
+    session: Session, run_id: int, limit: int = 1_000
+) -> list[tuple[str, str, str, float, float]]:
+    """A run's ``limit`` best suggestions: (image external id, class key, display name, score, prob), best first."""
+    return [
+        (r[0], r[1], r[2], float(r[3]), float(r[4]))
+        for r in session.execute(
+            select(
+                Image.external_id, LabelClass.key, LabelClass.display_name, Suggestion.score, Suggestion.prob
+            )
+            .join(Image, Image.id == Suggestion.image_id)
+            .join(LabelClass, LabelClass.id == Suggestion.class_id)
+            .where(Suggestion.run_id == run_id)
+            .order_by(Suggestion.score.desc(), Suggestion.id)
+            .limit(limit)
+        )
+    ]
+
+
 __all__ = [
     "AuditClassRow",
     "AuditSummary",
@@ -448,4 +467,5 @@ __all__ = [
     "succeeded_target_runs",
     "suggestion_view",
     "suggestion_views",
+    "top_run_suggestions",
 ]

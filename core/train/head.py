@@ -443,16 +443,18 @@ def predict_head(
     was_training = head.training
     head.eval()
     n = embeddings.shape[0]
-    chunks: list[np.ndarray] = []
+    out_features = [m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features
+    out = np.empty((n, out_features), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             block = _as_float_tensor(embeddings[start : start + batch_size]).to(device)
-            chunks.append(torch.sigmoid(head(block).float()).cpu().numpy())
+            logits = head(block).float()
+            if logits.device.type == "cpu":  # the sigmoid written straight into the result
+                torch.sigmoid(logits, out=torch.from_numpy(out[start : start + len(block)]))
+            else:
+                out[start : start + len(block)] = torch.sigmoid(logits).cpu().numpy()
     head.train(was_training)
-    if not chunks:
-        out_features = [m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features
-        return np.zeros((0, out_features), dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return out
 
 
 def save_head(
