@@ -1,6 +1,6 @@
-"""Import benchmark: our OpenImages importer against plain ``sqlite3`` executemany.
+"""Import benchmark: our OpenImages importer against the plain driver (sqlite3 or PostgreSQL COPY).
 
-Both sides start from a fresh SQLite file with the same migrated schema and load the same
+Both sides start from a fresh database with the same migrated schema and load the same
 generated files (``LabelName,DisplayName`` classes and ``ImageID,Source,LabelName,Confidence``
 labels, sorted by ImageID like the real files) in one transaction:
 
@@ -10,8 +10,13 @@ labels, sorted by ImageID like the real files) in one transaction:
 - raw: the ``csv`` module, dicts for class and image ids, ``executemany`` in batches of 50,000
   into ``label_class``, ``image`` and ``label`` (no validation, no audit events).
 
-The ratio ours / raw is the figure of merit (goal ≤ 1.5). Times are wall seconds, including the
-commit, excluding schema creation and file generation.
+On PostgreSQL (``db_url``; its ``public`` schema is dropped and migrated afresh before each side)
+raw is :func:`raw_copy_import`: the ``csv`` module, dicts for ids, and ``COPY … FROM STDIN`` of
+``label_class``, then of ``image`` and ``label`` rows in batches, in one transaction (psycopg);
+ours is the same :func:`db.io.import_openimages`, which also loads through COPY (:mod:`db.bulk`).
+
+The ratio ours / raw is the figure of merit (goal ≤ 1.5 on SQLite, ≤ 1.3 on PostgreSQL). Times are
+wall seconds, including the commit, excluding schema creation and file generation.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
+from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, make_sessionmaker
 from db.io import ImportReport, import_openimages
@@ -62,6 +69,7 @@ class ImportBenchResult:
     raw: Timing
     report: ImportReport
     raw_tuned: Timing | None = None
+    backend: str = "sqlite"
 
     @property
     def ratio(self) -> float:
@@ -126,9 +134,40 @@ def _fresh_db(path: Path) -> str:
     return url
 
 
-def run_ours(db_path: Path, labels: Path, classes: Path) -> tuple[Timing, ImportReport]:
-    """Import with labelmend into a fresh database; returns (time incl. commit, report)."""
-    engine = make_engine(_fresh_db(db_path))
+def fresh_pg(url: str) -> None:
+    """Drop the ``public`` schema of the PostgreSQL database ``url`` and migrate it afresh.
+
+    Everything in that schema is lost: give an empty database made for the benchmark.
+    """
+    with psycopg.connect(_libpq(url), autocommit=True) as con:
+        con.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        con.execute("CREATE SCHEMA public")
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    with psycopg.connect(_libpq(url), autocommit=True) as con:
+        con.execute("CHECKPOINT")  # neither side pays for the other's dirty pages
+
+
+def _libpq(url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as a libpq connection string."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"{parsed.render_as_string()} is not a PostgreSQL URL; give postgresql+psycopg://…")
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_ours(db_path: Path | str, labels: Path, classes: Path) -> tuple[Timing, ImportReport]:
+    """Import with labelmend into a fresh database; returns (time incl. commit, report).
+
+    Args:
+        db_path: a SQLite file (recreated), or a PostgreSQL URL (its schema recreated, :func:`fresh_pg`).
+    """
+    if isinstance(db_path, str):
+        fresh_pg(db_path)
+        engine = make_engine(db_path)
+    else:
+        engine = make_engine(_fresh_db(db_path))
     sm = make_sessionmaker(engine)
     with engine.connect():
         pass  # open the pooled connection before timing (both sides time from a ready connection)
@@ -204,10 +243,87 @@ def run_raw(
     return timing
 
 
-def _label_fingerprint(db_path: Path) -> tuple[int, int, int]:
-    con = sqlite3.connect(db_path)
+def raw_copy_import(url: str, classes_csv: Path, labels_csv: Path, *, batch: int = 200_000) -> Timing:
+    """Plain PostgreSQL COPY of the same rows into the same tables; returns the time incl. commit.
+
+    Expects a freshly migrated database (:func:`fresh_pg`). One transaction: insert the dataset,
+    COPY ``label_class`` from the classes file, read the ids back into a dict, then stream the
+    labels file with the ``csv`` module, giving each new ImageID the next id, and COPY ``image``
+    and ``label`` rows every ``batch`` labels. No validation, no audit events.
+    """
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(_libpq(url)) as con:
+        con.execute("SELECT 1")  # a ready connection, as ours has
+        con.rollback()
+        clock = _Clock()
+        with con.cursor() as cur:
+            row = cur.execute(
+                "INSERT INTO dataset (name, image_root, description, created_at) "
+                "VALUES ('bench', '', '', %s) RETURNING id",
+                (now,),
+            ).fetchone()
+            assert row is not None
+            ds = int(row[0])
+            with classes_csv.open(encoding="utf-8", newline="") as fh:
+                reader = csv.reader(fh)
+                next(reader)
+                with cur.copy(
+                    'COPY label_class (dataset_id, "key", display_name, position) FROM STDIN'
+                ) as cp:
+                    for i, (key, name) in enumerate(reader):
+                        cp.write_row((ds, key, name, i))
+            class_id = dict(
+                cur.execute('SELECT "key", id FROM label_class WHERE dataset_id = %s', (ds,)).fetchall()
+            )
+            row = cur.execute("SELECT COALESCE(MAX(id), 0) FROM image").fetchone()
+            assert row is not None
+            next_id = int(row[0]) + 1
+            image_id: dict[str, int] = {}
+            new_images: list[tuple[object, ...]] = []
+            new_labels: list[tuple[object, ...]] = []
+
+            def flush() -> None:
+                with cur.copy(
+                    "COPY image (id, dataset_id, external_id, path, split, created_at) FROM STDIN"
+                ) as cp:
+                    for r in new_images:
+                        cp.write_row(r)
+                with cur.copy(
+                    "COPY label (image_id, class_id, value, source, author, created_at, updated_at, version) "
+                    "FROM STDIN"
+                ) as cp:
+                    for r in new_labels:
+                        cp.write_row(r)
+                new_images.clear()
+                new_labels.clear()
+
+            with labels_csv.open(encoding="utf-8", newline="") as fh:
+                reader = csv.reader(fh)
+                next(reader)
+                for ext, _source, key, conf in reader:
+                    img = image_id.get(ext)
+                    if img is None:
+                        img = image_id[ext] = next_id
+                        next_id += 1
+                        new_images.append((img, ds, ext, ext + ".jpg", "train", now))
+                    new_labels.append((img, class_id[key], int(conf), "import", "bench", now, now, 1))
+                    if len(new_labels) >= batch:
+                        flush()
+            flush()
+        con.commit()
+        return clock.stop()
+
+
+def _label_fingerprint(db: Path | str) -> tuple[int, int, int]:
+    sql = "SELECT COUNT(*), SUM(l.value), COUNT(DISTINCT l.image_id) FROM label l"
+    if isinstance(db, str):
+        with psycopg.connect(_libpq(db)) as pg:
+            row = pg.execute(sql).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1] or 0), int(row[2])
+    con = sqlite3.connect(db)
     try:
-        row = con.execute("SELECT COUNT(*), SUM(l.value), COUNT(DISTINCT l.image_id) FROM label l").fetchone()
+        row = con.execute(sql).fetchone()
         return int(row[0]), int(row[1] or 0), int(row[2])
     finally:
         con.close()
@@ -221,16 +337,28 @@ def run_import_bench(
     images: int = 100_000,
     seed: int = 0,
     tuned_raw: bool = False,
+    db_url: str | None = None,
 ) -> ImportBenchResult:
     """Generate the files, import them both ways, check both stores hold the same labels.
 
     Args:
-        tuned_raw: also time raw sqlite3 with the same page cache as ours.
+        tuned_raw: also time raw sqlite3 with the same page cache as ours (SQLite only).
+        db_url: a PostgreSQL database to run both sides in (its ``public`` schema is dropped and
+            migrated afresh before each); None = two SQLite files under ``workdir``.
 
     Raises:
         RuntimeError: the two databases disagree (label count, positives or labelled images).
     """
     labels, cls = generate_openimages(workdir, rows=rows, classes=classes, images=images, seed=seed)
+    if db_url is not None:
+        ours, report = run_ours(db_url, labels, cls)
+        a = _label_fingerprint(db_url)
+        fresh_pg(db_url)
+        raw = raw_copy_import(db_url, cls, labels)
+        b = _label_fingerprint(db_url)
+        if a != b:
+            raise RuntimeError(f"the two imports disagree: ours {a}, raw {b} (labels, positives, images)")
+        return ImportBenchResult(rows, classes, images, ours, raw, report, None, "postgresql")
     ours_db, raw_db = workdir / "ours.db", workdir / "raw.db"
     ours, report = run_ours(ours_db, labels, cls)
     raw = run_raw(raw_db, labels, cls)
@@ -241,4 +369,13 @@ def run_import_bench(
     return ImportBenchResult(rows, classes, images, ours, raw, report, tuned)
 
 
-__all__ = ["ImportBenchResult", "Timing", "generate_openimages", "run_import_bench", "run_ours", "run_raw"]
+__all__ = [
+    "ImportBenchResult",
+    "Timing",
+    "fresh_pg",
+    "generate_openimages",
+    "raw_copy_import",
+    "run_import_bench",
+    "run_ours",
+    "run_raw",
+]

@@ -9,7 +9,7 @@ join per chunk (one look-up per distinct image, not per row). Rows land in a TEM
 
 - SQLite: ``executemany`` with ``ON CONFLICT (image_id, class_id) DO UPDATE`` — a repeated cell
   keeps its first line, and a row contradicting it records its line in ``bad``;
-- PostgreSQL: ``COPY`` into ``stage_row``, then one ``GROUP BY`` builds the same table.
+- PostgreSQL: binary ``COPY`` (:func:`db.bulk.copy_arrays`) into ``stage_row``, then one ``GROUP BY`` builds the same table.
 
 Then, in :meth:`LabelImport.finish`:
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from db.bulk import create_temp_table, dialect, load_rows
+from db.bulk import copy_arrays, create_temp_table, dialect
 from db.datasets import get_or_create_dataset
 from db.errors import LabelFileError
 from db.io._classes import ClassTable, unknown_class_default
@@ -281,6 +281,19 @@ class LabelImport:
         keep = (class_ids >= 0) & (image_ids >= 0) & ~bad
         if self._error is not None:  # only rows above the bad line can still matter (conflicts)
             keep &= lines < self._error.line
+        if not self._sqlite:  # binary COPY straight from the arrays
+            copy_arrays(
+                self.session,
+                "stage_row",
+                ["image_id", "class_id", "value", "line"],
+                [
+                    image_ids[keep].astype(np.int64),
+                    class_ids[keep].astype(np.int64),
+                    values[keep].astype(np.int16),
+                    lines[keep].astype(np.int64),
+                ],
+            )
+            return
         rows = zip(
             image_ids[keep].tolist(),
             class_ids[keep].tolist(),
@@ -288,9 +301,6 @@ class LabelImport:
             lines[keep].tolist(),
             strict=True,
         )
-        if not self._sqlite:
-            load_rows(self.session, "stage_row", ["image_id", "class_id", "value", "line"], rows)
-            return
         raw = self.session.connection().connection.dbapi_connection
         assert raw is not None
         cur = raw.cursor()

@@ -1,7 +1,8 @@
 """Dataset: the three states of every label per class, coverage, class priors and suggestion outcomes.
 
 Everything comes from indexed GROUP BYs (one row per class, never one per label), cached for a few
-seconds. Class names are HTML-escaped before they reach Plotly, which renders a subset of HTML.
+seconds. Per-class bars and the table show one page of :data:`PAGE_SIZE` classes (sorted, narrowed
+by a search of name or key), so a dataset of 10,000 classes draws 50 bars, not 10,000. Class names are HTML-escaped before they reach Plotly, which renders a subset of HTML.
 Managers and admins only: the figures are read through :func:`app.web.guarded.dataset_overview`.
 """
 
@@ -14,8 +15,10 @@ import streamlit as st
 from app.auth import Identity, Permission
 from app.web import guarded, state
 from app.web.components import md_escape, plotly_text
-from db.datasets import search_classes
 
+PAGE_SIZE = 50  # classes per page of the per-class chart and table
+SEARCH_KEY = "dataset-class-search"
+PAGE_KEY = "dataset-page"
 AXIS_CHARS = 28  # class names on an axis are cut to this many characters (full name on hover)
 SORTS = {
     "positives": "positive",
@@ -104,11 +107,10 @@ def _prior_chart(df: pd.DataFrame, run_id: int | None) -> None:
     st.plotly_chart(fig, key="dataset-priors")
 
 
-def _suggestion_chart(df: pd.DataFrame, n: int) -> None:
-    total = df["pending"] + df["accepted"] + df["rejected"]
-    top = df.assign(total=total).query("total > 0").nlargest(n, "total")
+def _suggestion_chart(page: pd.DataFrame) -> None:
+    top = page[(page["pending"] + page["accepted"] + page["rejected"]) > 0]
     if top.empty:
-        st.caption("No suggestions yet.")
+        st.caption("No suggestions for the classes on this page.")
         return
     fig = go.Figure()
     for status, colour in SUGGESTION_COLOURS.items():
@@ -118,19 +120,43 @@ def _suggestion_chart(df: pd.DataFrame, n: int) -> None:
     st.plotly_chart(fig, key="dataset-suggestions")
 
 
-def _search(ds: state.DatasetRef, df: pd.DataFrame) -> None:
-    text = st.text_input("Search classes by name or id", key="dataset-class-search")
-    if not text.strip():
-        return
-    with state.get_store().read() as s:
-        ids = [c.id for c in search_classes(s, ds.id, text, limit=50)]
-    present = set(df["class_id"])
-    found = df.set_index("class_id").loc[[i for i in ids if i in present]]
-    if found.empty:
-        st.caption(f"No class matches {md_escape(text)}.")
-        return
-    cols = ["key", "name", "positive", "negative", "unknown", "pending", "accepted", "rejected"]
-    st.dataframe(found[[*cols, "prior_naive", "prior_model"]], hide_index=True)
+def matching(df: pd.DataFrame, text: str) -> pd.DataFrame:
+    """Rows of ``df`` whose ``name`` or ``key`` contains ``text`` (case-insensitive; blank = all)."""
+    needle = text.strip()
+    if not needle:
+        return df
+    hit = df["name"].str.contains(needle, case=False, regex=False) | df["key"].str.contains(
+        needle, case=False, regex=False
+    )
+    return df[hit]
+
+
+def _first_page() -> None:
+    st.session_state[PAGE_KEY] = 1
+
+
+def _page(df: pd.DataFrame, column: str) -> tuple[pd.DataFrame, str]:
+    """The search box and the page picker: the classes of the current page, in order, and a caption."""
+    text = st.text_input(
+        "Search classes by name or id",
+        key=SEARCH_KEY,
+        on_change=_first_page,
+        placeholder="e.g. dog or /m/0bt9lr",
+    )
+    found = matching(df, text)
+    ordered = found.sort_values(column, ascending=column == "position", kind="stable")
+    pages = max(1, -(-len(ordered) // PAGE_SIZE))
+    if not 1 <= int(st.session_state.get(PAGE_KEY, 1)) <= pages:
+        st.session_state[PAGE_KEY] = 1
+    page = int(st.number_input(f"Page (of {pages:,})", 1, pages, step=1, key=PAGE_KEY))
+    lo = (page - 1) * PAGE_SIZE
+    shown = ordered.iloc[lo : lo + PAGE_SIZE]
+    if shown.empty:
+        return shown, f"No class matches {md_escape(text.strip())}."
+    span = f"Classes {lo + 1:,}–{lo + len(shown):,} of {len(ordered):,}"
+    if text.strip():
+        return shown, f"{span} matching “{md_escape(text.strip())}” ({len(df):,} classes in all)."
+    return shown, f"{span}."
 
 
 def render() -> None:
@@ -143,15 +169,22 @@ def render() -> None:
         st.info("This dataset has no classes yet.")
         return
     _metrics(df, n_images)
-    c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
-    sort = c1.selectbox("Sort classes by", list(SORTS), key="dataset-sort")
-    log = c2.toggle("Log scale", key="dataset-log")
-    n_max = len(df)
-    n = c3.slider("Classes shown", 1, n_max, min(n_max, 40), key="dataset-top") if n_max > 1 else 1
-    column = SORTS[sort]
-    ordered = df.sort_values(column, ascending=column == "position", kind="stable")
     st.markdown("#### Labels per class: positive / negative / unknown")
-    _label_chart(ordered.head(n), log)
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    sort = c1.selectbox("Sort classes by", list(SORTS), key="dataset-sort", on_change=_first_page)
+    log = c2.toggle("Log scale", key="dataset-log")
+    c3, c4 = st.columns([3, 1], vertical_alignment="bottom")
+    with c3:
+        page, caption = _page(df, SORTS[sort])
+    c4.caption(f"{PAGE_SIZE} classes a page")
+    st.caption(caption)
+    if page.empty:
+        return
+    _label_chart(page, log)
+    cols = ["key", "name", "positive", "negative", "unknown", "pending", "accepted", "rejected"]
+    st.dataframe(page[[*cols, "prior_naive", "prior_model"]], hide_index=True, key="dataset-classes")
+    st.markdown("#### Suggestions per class: pending / accepted / rejected")
+    _suggestion_chart(page)
     left, right = st.columns(2)
     with left:
         st.markdown("#### Annotation coverage")
@@ -159,9 +192,6 @@ def render() -> None:
     with right:
         st.markdown("#### Class priors: naive vs model-based")
         _prior_chart(df, run_id)
-    st.markdown("#### Suggestions per class: pending / accepted / rejected")
-    _suggestion_chart(df, n)
-    _search(ds, df)
 
 
 render()
