@@ -47,6 +47,7 @@ from app.pipeline.features import feature_cache, resolve_weights
 from app.store import Store, open_store
 from bench.calibration import measure_calibration
 from common.progress import Progress
+from db.engine import labelmend_home
 from db.io import import_openimages
 from db.queries import top_run_suggestions
 
@@ -243,13 +244,8 @@ def run_scale(
     os.environ["LABELMEND_HOME"] = str(out / "home")
     report: Progress = progress or (lambda _f, _m: None)
     after: dict[str, float] = {}
-    db_path = out / "scale.db"
-    if db_url is None:
-        db_path.unlink(missing_ok=True)
-    store = open_store(db_url or f"sqlite:///{db_path}")
-    backend = store.engine.dialect.name
     config = cycle_config(cfg)
-    cache_dir = store.home / "cache"
+    cache_dir = labelmend_home() / "cache"
     cache = feature_cache(config, cfg.classes, cache_dir, resolve_weights(config, cache_dir))
     if cache.dim != cfg.dim:
         raise ValueError(f"{cfg.backbone} has {cache.dim}-d features, not {cfg.dim}; pass --dim {cache.dim}")
@@ -257,11 +253,17 @@ def run_scale(
     echo(
         f"generating {cfg.images:,} images × {cfg.classes:,} classes, {cfg.labels_per_image} labels per image …"
     )
-    files = generate(cfg, out / "files", lambda ids, emb: cache.append(ids, emb), report)
+    files = generate(cfg, out / "files", cache.append, report)
     after["generate"] = peak_rss_gib()
     echo(f"  {files.n_labels:,} labels ({files.n_positive / max(files.n_labels, 1):.0%} positive) "
          f"in {files.seconds:.1f} s")  # fmt: skip
 
+    raw_s = _raw_import_s(files, out, db_url, echo) if cfg.raw_baseline else None
+    db_path = out / "scale.db"
+    if db_url is None:
+        db_path.unlink(missing_ok=True)
+    store = open_store(db_url or f"sqlite:///{db_path}")
+    backend = store.engine.dialect.name
     echo(f"importing into {backend} …")
     t0 = time.perf_counter()
     with store.write() as s:
@@ -269,7 +271,6 @@ def run_scale(
                           author="bench")  # fmt: skip
     import_s = time.perf_counter() - t0
     after["import"] = peak_rss_gib()
-    raw_s = _raw_import_s(files, out, db_url) if cfg.raw_baseline else None
     ratio = import_s / raw_s if raw_s else None
     echo(f"  import {import_s:.1f} s" + (f", plain load {raw_s:.1f} s, ratio {ratio:.2f}" if raw_s else ""))
 
@@ -288,7 +289,7 @@ def run_scale(
 
     review: dict[str, Any] = {}
     if cfg.pending > 0:
-        review = _review_latency(store, cfg, result.target_run_id, echo)
+        review = _review_latency(store, cfg, echo)
         after["review"] = peak_rss_gib()
     scale = ScaleResult(
         config=asdict(cfg), backend=backend,
@@ -299,7 +300,7 @@ def run_scale(
         cycle_s=round(cycle_s, 2), stages=dict(result.timings), partial_map=round(result.partial_map, 2),
         prior_partial_map=round(result.prior_partial_map, 2), n_suggestions=result.n_suggestions,
         peak_rss_gib=round(max(after.values()), 3), peak_rss_gib_after={k: round(v, 3) for k, v in after.items()},
-        review=review, review_next_p95_ms=review.get("p95_ms"),
+        review=review, review_next_p95_ms=review.get("next_p95_ms"),
         calibration={"matmul_s": calibration.matmul_s, "sqlite_insert_s": calibration.sqlite_insert_s},
     )  # fmt: skip
     (out / "results.json").write_text(json.dumps(asdict(scale), indent=2) + "\n")
@@ -308,26 +309,36 @@ def run_scale(
     return scale
 
 
-def _raw_import_s(files: ScaleFiles, out: Path, db_url: str | None) -> float:
-    """Seconds of the plainest load of the same rows into a fresh schema (``bench.import_bench``)."""
+def _raw_import_s(files: ScaleFiles, out: Path, db_url: str | None, echo: Callable[[str], None]) -> float:
+    """Seconds of the plainest load of the same rows into a fresh schema (:mod:`bench.import_bench`).
+
+    SQLite: ``sqlite3`` executemany into a scratch file. PostgreSQL: a plain COPY into ``db_url``,
+    whose ``public`` schema is dropped and migrated before and after (it must be a database made
+    for the benchmark), so our import then starts from the same empty schema.
+    """
     from bench import import_bench
 
+    echo("timing the plainest load of the same rows (the baseline of the import ratio) …")
     if db_url is None:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             return import_bench.run_raw(Path(tmp) / "raw.db", files.labels, files.classes).wall_s
-    return import_bench.raw_copy_import(db_url, files.labels, files.classes).wall_s
+    import_bench.fresh_pg(db_url)
+    seconds = import_bench.raw_copy_import(db_url, files.classes, files.labels).wall_s
+    import_bench.fresh_pg(db_url)
+    return seconds
 
 
-def _review_latency(
-    store: Store, cfg: ScaleConfig, run_id: int, echo: Callable[[str], None]
-) -> dict[str, Any]:
-    """Fill the queue to ``cfg.pending`` pending suggestions and time the review page's next-item query."""
+def _review_latency(store: Store, cfg: ScaleConfig, echo: Callable[[str], None]) -> dict[str, Any]:
+    """A queue of ``cfg.pending`` pending suggestions in this store (:func:`bench.queue_latency.prepare_queue`,
+    a dataset of its own) and the timing of the Review page's next-item and decide calls on it."""
     from bench import queue_latency
 
-    echo(f"filling the review queue to {cfg.pending:,} pending suggestions …")
-    return queue_latency.scale_review_latency(
-        store, dataset="scale", run_id=run_id, pending=cfg.pending, echo=echo
-    )
+    echo(f"filling a review queue of {cfg.pending:,} pending suggestions …")
+    dataset_id = queue_latency.prepare_queue(store.engine, pending=cfg.pending, seed=cfg.seed, echo=echo)
+    result = queue_latency.review_next_latency(store.engine, dataset_id)
+    echo(f"  next item p50 {result['next_p50_ms']:.2f} ms, p95 {result['next_p95_ms']:.2f} ms "
+         f"(index {'used' if result['uses_index'] else 'NOT used'})")  # fmt: skip
+    return result
 
 
 __all__ = ["ScaleConfig", "ScaleFiles", "ScaleResult", "generate", "peak_rss_gib", "run_scale"]

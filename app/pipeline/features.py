@@ -64,7 +64,7 @@ def feature_cache(config: CycleConfig, n_classes: int, cache_dir: Path, weights:
 def prepare_features(scorer: Scorer, report: Progress) -> None:
     """The features stage: resolve ``scorer.weights``; head mode: embed every image (cached ones are read).
 
-    Fills ``scorer.features`` (M, D) float32, ``scorer.feature_row`` (N,) int64 (-1 = unreadable)
+    Fills ``scorer.features`` (M, D) in the cache's dtype (float16), ``scorer.feature_row`` (N,) int64 (-1 = unreadable)
     and ``scorer.skipped``.
 
     Raises:
@@ -88,11 +88,12 @@ def prepare_features(scorer: Scorer, report: Progress) -> None:
         flush_seconds=EMBED_FLUSH_S,
         on_progress=report,
         should_stop=scorer.should_stop,
+        out_dtype=None,  # kept float16 as cached: 1 KiB per 512-d image, cast per batch when used
     )
     if not emb.complete:
         raise CycleStopped("stopped while computing embeddings (the computed ones are cached)")
     scorer.skipped.update(emb.skipped)
-    scorer.features = np.asarray(emb.embeddings, dtype=np.float32)
+    scorer.features = emb.embeddings
     rows = np.full(scorer.data.n_images, -1, dtype=np.int64)
     rows[emb.indices] = np.arange(len(emb.indices))
     scorer.feature_row = rows

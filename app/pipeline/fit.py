@@ -58,7 +58,8 @@ class Scorer:
         cache_dir: ``$LABELMEND_HOME/cache`` (embeddings and converted packaged weights).
         should_stop: polled while training and embedding; True stops with :class:`CycleStopped`.
         skipped: image id → why it was unreadable, filled as images are read.
-        features: (M, D) float32 pooled embeddings (head mode, after the features stage).
+        features: (M, D) float16 (as cached) or float32 pooled embeddings (head mode, after the
+            features stage); heads cast each batch to float32.
         feature_row: (N,) int64 row of each image in ``features``, -1 = no embedding (unreadable).
         weights: the resolved initial weights (``hub``, ``none`` or a checkpoint path).
     """
