@@ -135,6 +135,50 @@ def _weights(backbone: str | None, pretrained: str | None, embed_size: int | Non
     return {k: v for k, v in given.items() if v is not None}
 
 
+@bench_app.command("scale")
+def bench_scale(
+    images: Annotated[int, typer.Option(min=20, help="Images N.")] = 2_000_000,
+    classes: Annotated[int, typer.Option(min=2, help="Classes C (OpenImages V6: 9,605 trainable).")] = 9_605,
+    labels_per_image: Annotated[int, typer.Option(min=1, help="Verified labels per image L.")] = 8,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="An EMPTY database made for the benchmark (its schema is dropped), "
+            "e.g. postgresql+psycopg://user@host/db; default: SQLite in --out."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Files, store, cache and results.json.")] = Path(
+        "labelmend-bench-scale"
+    ),
+    dim: Annotated[int, typer.Option(min=1, help="Embedding size D (resnet18: 512).")] = 512,
+    epochs: Annotated[int, typer.Option(min=1, help="Head epochs of the prior and target models.")] = 1,
+    top: Annotated[int, typer.Option(min=0, help="Suggestions the cycle stores.")] = 100_000,
+    pending: Annotated[
+        int, typer.Option(min=0, help="Pending suggestions when the review queue is timed (0: not timed).")
+    ] = 10_000_000,
+    raw_baseline: Annotated[bool, typer.Option(help="Also time the plainest load of the same rows.")] = True,
+    seed: int = 0,
+) -> None:
+    """OpenImages scale end to end: generate, import, one head-mode cycle, review queue; writes results.json."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.scale import ScaleConfig, run_scale
+
+    cfg = ScaleConfig(images=images, classes=classes, labels_per_image=labels_per_image, dim=dim, epochs=epochs,
+                      top_suggestions=top, pending=pending, raw_baseline=raw_baseline, seed=seed)  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("scale", total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=message[:70])
+
+        run_scale(cfg, out, db_url=db, echo=bar.console.print, progress=progress)
+
+
 @bench_app.command("quality")
 def bench_quality(
     quick: Annotated[

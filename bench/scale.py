@@ -334,7 +334,9 @@ def _review_latency(store: Store, cfg: ScaleConfig, echo: Callable[[str], None])
     from bench import queue_latency
 
     echo(f"filling a review queue of {cfg.pending:,} pending suggestions …")
-    dataset_id = queue_latency.prepare_queue(store.engine, pending=cfg.pending, seed=cfg.seed, echo=echo)
+    images = None if cfg.pending >= 1_000_000 else max(100, -(-cfg.pending // 600) + 1)  # small: tests
+    dataset_id = queue_latency.prepare_queue(store.engine, pending=cfg.pending, images=images, seed=cfg.seed,
+                                             echo=echo)  # fmt: skip
     result = queue_latency.review_next_latency(store.engine, dataset_id)
     echo(f"  next item p50 {result['next_p50_ms']:.2f} ms, p95 {result['next_p95_ms']:.2f} ms "
          f"(index {'used' if result['uses_index'] else 'NOT used'})")  # fmt: skip
