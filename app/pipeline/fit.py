@@ -188,10 +188,11 @@ def _train_head(
         seed=cfg.seed,
     )
     result = train_head(
-        feats[rows[idx]],
+        feats,  # shared: batches gather rows[idx] (no (n, D) copy of the training rows)
         scorer.data.targets.take(idx),
         loss,
         head_cfg,
+        rows=rows[idx],
         on_progress=report,
         should_stop=scorer.should_stop,
     )

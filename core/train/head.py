@@ -114,12 +114,12 @@ def _as_stored_tensor(embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
 _STATS_BLOCK = 8_192
 
 
-def _feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _feature_stats(x: torch.Tensor | _Features) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and std (population), float32 (D,), summed in float64 blocks."""
-    if x.dtype == torch.float32 and len(x) <= _STATS_BLOCK:
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float32 and len(x) <= _STATS_BLOCK:
         var, mean = torch.var_mean(x, dim=0, correction=0)
         return mean, var.sqrt().clamp_min(1e-6)
-    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    total = torch.zeros(x[0:1].shape[1], dtype=torch.float64)
     for start in range(0, len(x), _STATS_BLOCK):
         total += x[start : start + _STATS_BLOCK].to(torch.float64).sum(dim=0)
     mean64 = total / max(len(x), 1)
@@ -128,6 +128,36 @@ def _feature_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m2 += ((x[start : start + _STATS_BLOCK].to(torch.float64) - mean64) ** 2).sum(dim=0)
     std = (m2 / max(len(x), 1)).sqrt().clamp_min(1e-6)
     return mean64.to(torch.float32), std.to(torch.float32)
+
+
+class _Features:
+    """Training embeddings, optionally picked by a row map from a larger array without copying it.
+
+    ``self[idx]`` is the (B, D) embeddings of training rows ``idx`` (a tensor of positions
+    0 … N-1), in the stored dtype; with ``rows`` given it is ``x[rows[idx]]``, so an (M, D)
+    feature store is shared, not copied into an (N, D) training array.
+    """
+
+    def __init__(self, x: torch.Tensor, rows: torch.Tensor | None) -> None:
+        self.x, self.rows = x, rows
+
+    def __len__(self) -> int:
+        return len(self.x) if self.rows is None else len(self.rows)
+
+    def numel(self) -> int:
+        return len(self) * int(self.x.shape[1])
+
+    def to(self, device: torch.device) -> _Features:
+        return _Features(self.x.to(device), None if self.rows is None else self.rows.to(device))
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        if self.rows is None:
+            return self.x[idx]
+        return self.x[self.rows[idx]]
+
+    def all(self) -> torch.Tensor:
+        """(N, D) every training row (a copy when picked by ``rows``)."""
+        return self.x if self.rows is None else self.x[self.rows]
 
 
 class _Targets:
@@ -161,6 +191,7 @@ def train_head(
     loss: nn.Module,
     config: HeadConfig,
     *,
+    rows: np.ndarray | None = None,
     on_progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
 ) -> HeadResult:
@@ -175,6 +206,9 @@ def train_head(
         loss: ``loss(logits (B, C) float32, targets (B, C) float32) -> scalar``; ``set_epoch(epoch)``
             is called at each epoch start when it exists.
         config: Sizes and optimisation settings (D and C must match the arrays).
+        rows: (N,) int64 row of ``embeddings`` of each training row, or None when ``embeddings``
+            is the (N, D) training rows itself. With it ``embeddings`` may be any (M, D) store
+            (e.g. every image's cached vector) and is shared, not copied: batches gather their rows.
         on_progress: ``(fraction, message)`` after every epoch.
         should_stop: Polled before every step; True ends training early (the head so far is kept).
 
@@ -188,7 +222,15 @@ def train_head(
     if not isinstance(targets, SparseLabels):
         targets = check_targets(targets)
     n = len(targets)
-    if embeddings.shape != (n, config.in_features):
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.shape != (n,) or (n and (rows.min() < 0 or rows.max() >= embeddings.shape[0])):
+            raise ValueError(f"rows must be (N,) = ({n},) indices into the {embeddings.shape[0]} embeddings")
+        if embeddings.shape[1] != config.in_features:
+            raise ValueError(
+                f"embeddings must have D = {config.in_features} columns, got {embeddings.shape[1]}"
+            )
+    elif embeddings.shape != (n, config.in_features):
         raise ValueError(
             f"embeddings must have shape (N, D) = ({n}, {config.in_features}), got {tuple(embeddings.shape)}"
         )
@@ -198,7 +240,7 @@ def train_head(
         raise ValueError("no training rows: embeddings and targets are empty")
     device = select_device(config.device)
     seed_everything(config.seed)
-    x = _as_stored_tensor(embeddings)
+    x = _Features(_as_stored_tensor(embeddings), None if rows is None else torch.from_numpy(rows))
     y = _Targets(targets)
     head = create_head(config)
     if config.standardize:
@@ -230,7 +272,7 @@ def _decay_split(head: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter
 
 def _fit_adam(
     head: nn.Module,
-    x: torch.Tensor,
+    x: _Features,
     y: _Targets,
     loss: nn.Module,
     config: HeadConfig,
@@ -335,7 +377,7 @@ _LBFGS_ROUNDS = 4
 
 def _fit_lbfgs(
     head: nn.Module,
-    x: torch.Tensor,
+    x: _Features,
     y: _Targets,
     loss: nn.Module,
     config: HeadConfig,
@@ -354,7 +396,7 @@ def _fit_lbfgs(
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     head.eval()  # no dropout: L-BFGS needs a deterministic objective
-    x, yf = x.to(device).float(), y.all().to(device).float()
+    x, yf = x.all().to(device).float(), y.all().to(device).float()
     decay, _ = _decay_split(head)
     params = [p for p in head.parameters() if p.requires_grad]
     rounds = min(config.epochs, _LBFGS_ROUNDS)

@@ -175,3 +175,19 @@ def test_ignore_mode_on_sparse_labels_trains_on_annotated_logits_alone_and_match
     np.testing.assert_allclose(sparse.epoch_losses, dense.epoch_losses, rtol=1e-4)
     for a, b in zip(dense.head.state_dict().values(), sparse.head.state_dict().values(), strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_training_rows_picked_from_a_shared_store_give_the_copied_rows_head(solver: str) -> None:
+    rng = np.random.default_rng(7)
+    store = rng.standard_normal((1_000, 12)).astype(np.float16)
+    rows = rng.choice(1_000, size=400, replace=False)
+    t = np.where(rng.random((400, 4)) < 0.5, -1, store[rows, :4] > 0).astype(np.int8)
+    cfg = HeadConfig(num_classes=4, in_features=12, epochs=2, batch_size=64, solver=solver, seed=0)
+    copied = train_head(store[rows], t, loss_from_name("csl", 4, prior=naive_prior(t)), cfg).head
+    shared = train_head(store, SparseLabels.from_dense(t), loss_from_name("csl", 4, prior=naive_prior(t)), cfg,
+                        rows=rows).head  # fmt: skip
+    for a, b in zip(copied.state_dict().values(), shared.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="rows must be"):
+        train_head(store, t, loss_from_name("ignore", 4), cfg, rows=rows[:10])
