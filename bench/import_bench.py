@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,34 @@ def run_ours(db_path: Path | str, labels: Path, classes: Path) -> tuple[Timing, 
     return timing, report
 
 
+def _raw_rows(
+    labels: Path, ds: int, class_id: dict[str, int], next_id: int, now: object, batch: int
+) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
+    """The plain loaders' rows: ``csv`` module, a dict of image ids (new ids from ``next_id``).
+
+    Yields ``(image rows, label rows)`` every ``batch`` labels and once at the end: image rows
+    ``(id, dataset_id, external_id, path, split, created_at)``, label rows ``(image_id, class_id,
+    value, source, author, created_at, updated_at, version)``.
+    """
+    image_id: dict[str, int] = {}
+    new_images: list[tuple[object, ...]] = []
+    new_labels: list[tuple[object, ...]] = []
+    with labels.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for ext, _source, key, conf in reader:
+            img = image_id.get(ext)
+            if img is None:
+                img = image_id[ext] = next_id
+                next_id += 1
+                new_images.append((img, ds, ext, ext + ".jpg", "train", now))
+            new_labels.append((img, class_id[key], int(conf), "import", "bench", now, now, 1))
+            if len(new_labels) >= batch:
+                yield new_images, new_labels
+                new_images, new_labels = [], []
+    yield new_images, new_labels
+
+
 def run_raw(
     db_path: Path, labels: Path, classes: Path, *, cache_kib: int | None = None, batch: int = 50_000
 ) -> Timing:
@@ -206,12 +235,8 @@ def run_raw(
         [(ds, k, n, i) for i, (k, n) in enumerate(rows)],
     )
     class_id = dict(con.execute('SELECT "key", id FROM label_class WHERE dataset_id = ?', (ds,)).fetchall())
-    image_id: dict[str, int] = {}
     next_id = (con.execute("SELECT MAX(id) FROM image").fetchone()[0] or 0) + 1
-    new_images: list[tuple[object, ...]] = []
-    new_labels: list[tuple[object, ...]] = []
-
-    def flush() -> None:
+    for new_images, new_labels in _raw_rows(labels, ds, class_id, next_id, now, batch):
         con.executemany(
             "INSERT INTO image (id, dataset_id, external_id, path, split, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             new_images,
@@ -221,22 +246,6 @@ def run_raw(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             new_labels,
         )
-        new_images.clear()
-        new_labels.clear()
-
-    with labels.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        for ext, _source, key, conf in reader:
-            img = image_id.get(ext)
-            if img is None:
-                img = image_id[ext] = next_id
-                next_id += 1
-                new_images.append((img, ds, ext, ext + ".jpg", "train", now))
-            new_labels.append((img, class_id[key], int(conf), "import", "bench", now, now, 1))
-            if len(new_labels) >= batch:
-                flush()
-    flush()
     con.execute("COMMIT")
     timing = clock.stop()
     con.close()
@@ -278,11 +287,7 @@ def raw_copy_import(url: str, classes_csv: Path, labels_csv: Path, *, batch: int
             row = cur.execute("SELECT COALESCE(MAX(id), 0) FROM image").fetchone()
             assert row is not None
             next_id = int(row[0]) + 1
-            image_id: dict[str, int] = {}
-            new_images: list[tuple[object, ...]] = []
-            new_labels: list[tuple[object, ...]] = []
-
-            def flush() -> None:
+            for new_images, new_labels in _raw_rows(labels_csv, ds, class_id, next_id, now, batch):
                 with cur.copy(
                     "COPY image (id, dataset_id, external_id, path, split, created_at) FROM STDIN"
                 ) as cp:
@@ -294,22 +299,6 @@ def raw_copy_import(url: str, classes_csv: Path, labels_csv: Path, *, batch: int
                 ) as cp:
                     for r in new_labels:
                         cp.write_row(r)
-                new_images.clear()
-                new_labels.clear()
-
-            with labels_csv.open(encoding="utf-8", newline="") as fh:
-                reader = csv.reader(fh)
-                next(reader)
-                for ext, _source, key, conf in reader:
-                    img = image_id.get(ext)
-                    if img is None:
-                        img = image_id[ext] = next_id
-                        next_id += 1
-                        new_images.append((img, ds, ext, ext + ".jpg", "train", now))
-                    new_labels.append((img, class_id[key], int(conf), "import", "bench", now, now, 1))
-                    if len(new_labels) >= batch:
-                        flush()
-            flush()
         con.commit()
         return clock.stop()
 

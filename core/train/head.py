@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,10 @@ def _as_stored_tensor(embeddings: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = embeddings.detach()
         return x if x.dtype in (torch.float16, torch.float32) else x.to(torch.float32)
     dtype = np.float16 if np.asarray(embeddings[:0]).dtype == np.float16 else np.float32
-    return torch.from_numpy(np.ascontiguousarray(embeddings, dtype=dtype))
+    array = np.ascontiguousarray(embeddings, dtype=dtype)
+    with warnings.catch_warnings():  # a read-only memory map of the cache: shared, never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 #: Rows per block when feature statistics are summed (float64 temporaries of this many rows × D).

@@ -15,8 +15,9 @@ from bench.import_bench import (
     raw_copy_import,
     run_import_bench,
 )
+from tests.conftest import BACKENDS
 
-pg_only = pytest.mark.parametrize("db_url", ["pg"], indirect=True)
+pg_only = pytest.mark.parametrize("db_url", [BACKENDS[1]], indirect=True)  # marked pg, skipped without it
 
 
 @pg_only
