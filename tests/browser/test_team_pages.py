@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,12 +142,20 @@ def _settled(page: Page) -> None:
     )
 
 
-def _grid(frame: Locator) -> list[list[str]]:
-    """The cells of an ``st.dataframe`` from its accessible table: header row first, raw values."""
-    rows: list[list[str]] = frame.evaluate(
-        "t => [...t.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent))"
-    )
-    return rows
+def _grid(frame: Locator, timeout_s: float = 30.0) -> list[list[str]]:
+    """The cells of an ``st.dataframe`` from its accessible table: header row first, raw values.
+
+    The grid fills its accessible table after it is drawn (a visible frame can still have no rows
+    for a moment on a busy machine), so this waits until it holds a header and a row.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows: list[list[str]] = frame.evaluate(
+            "t => [...t.querySelectorAll('tr')].map(r => [...r.children].map(c => c.textContent))"
+        )
+        if len(rows) >= 2 or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def _open(page: Page, link: str, heading: str) -> None:
