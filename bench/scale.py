@@ -53,8 +53,9 @@ from db.queries import top_run_suggestions
 
 #: Latent dimensions of the generator (the rank of the link between embeddings and labels).
 _RANK = 32
-#: Images generated (and embeddings appended to the cache) per chunk.
-_CHUNK_IMAGES = 200_000
+#: Images generated (and embeddings appended to the cache) per chunk: its candidate gather is
+#: 20,000 × 16 L × 32 float32 (330 MB at L = 8).
+_CHUNK_IMAGES = 20_000
 
 
 @dataclass(frozen=True)
