@@ -80,7 +80,7 @@ from core._validation import (
     check_targets,
 )
 from core.constants import POSITIVE, UNKNOWN
-from core.sparse_labels import SparseLabels, label_counts
+from core.sparse_labels import SparseLabels, label_counts, n_rows
 
 __all__ = [
     "DEFAULT_PRIOR_METHOD",
@@ -220,7 +220,7 @@ def _model_prior_blocked(probs: Any, targets: Any, method: str | PriorMethod | N
 
 
 def model_prior_with_method(
-    probs: Any, targets: Any, *, method: str | PriorMethod | None = None
+    probs: Any, targets: Any, *, method: str | PriorMethod | None = None, population: Any = None
 ) -> tuple[np.ndarray, PriorMethod]:
     """:func:`model_prior` with targets, and the method it used (what ``auto`` chose).
 
@@ -232,6 +232,10 @@ def model_prior_with_method(
         probs: ``(N, C)`` cross-fitted probabilities in [0, 1] (array or row blocks).
         targets: ``(N, C)`` labels (1 / 0 / -1), dense int8 or sparse.
         method: as :func:`model_prior` (default ``auto``); not ``shifted``.
+        population: the labels of every image when ``probs`` / ``targets`` are a uniform row
+            sample of them (dense or sparse, ``(M, C)``, M ≥ N): the unknown cells' positive rate
+            comes from the sample, the counts it is applied to from ``population``. None: the
+            sample is the population.
 
     Returns:
         (float64 ``(C,)`` prior in [0, 1], the :class:`PriorMethod` applied: ``auto`` resolved).
@@ -248,21 +252,28 @@ def model_prior_with_method(
     if tuple(t.shape) != (n, c):
         raise ValueError(f"probs has shape {(n, c)} and targets {tuple(t.shape)}; they must match")
     m = DEFAULT_PRIOR_METHOD if method is None else PriorMethod.from_str(method)
-    n_pos, _, n_unknown = label_counts(t)
+    whole = t if population is None else population
+    if population is not None and (population.shape[1] != c or n_rows(population) < n):
+        raise ValueError(
+            f"population has shape {tuple(population.shape)}; it must have C = {c} columns and at least"
+            f" the sample's {n} rows"
+        )
+    n_pos, _, n_unknown = label_counts(whole)
+    n = n_rows(whole)
     if m is PriorMethod.RANDOM:
-        return np.clip((n_pos + n_unknown * random_rate(probs, t)) / n, 0.0, 1.0), m
+        return np.clip((n_pos + n_unknown * random_rate(probs, whole)) / n, 0.0, 1.0), m
     if m is PriorMethod.SHIFTED:
         raise ValueError("the 'shifted' prior needs dense probs and targets; use 'shrunk' or 'auto' at scale")
     moments: ClassMoments = class_moments(probs, t)
     if m is PriorMethod.MEAN:
         total = sum(moments[v].n * moments[v].mean for v in moments)
-        return total / n, m
+        return total / n_rows(t), m
     if m is PriorMethod.FILLED:
-        return (n_pos + moments[UNKNOWN].n * moments[UNKNOWN].mean) / n, m
+        return (n_pos + n_unknown * moments[UNKNOWN].mean) / n, m
     if m is PriorMethod.AUTO:
         pvalue = random_annotation_pvalue(probs, t, moments)
         m = PriorMethod.RANDOM if pvalue >= RANDOM_TEST_LEVEL else PriorMethod.SHRUNK
-    pi_u = _UNKNOWN_RATE[m](probs, t, moments)
+    pi_u = random_rate(probs, whole) if m is PriorMethod.RANDOM else _UNKNOWN_RATE[m](probs, t, moments)
     return np.clip((n_pos + n_unknown * pi_u) / n, 0.0, 1.0), m
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -117,9 +117,13 @@ class FoldModels(Generic[P]):
     fold_of: np.ndarray
     models: list[P]
 
-    def out_of_fold(self, n_classes: int) -> OutOfFold[P]:
-        """Row blocks of the out-of-fold probabilities (N, C): row i from the model that left ``idx[i]`` out."""
-        return OutOfFold(self, n_classes)
+    def out_of_fold(self, n_classes: int, positions: np.ndarray | None = None) -> OutOfFold[P]:
+        """Row blocks of the out-of-fold probabilities (N, C): row i from the model that left ``idx[i]`` out.
+
+        ``positions``: (M,) int64 positions into ``idx`` to read instead of all N (a row sample):
+        the blocks are then (M, C), row j being ``idx[positions[j]]``.
+        """
+        return OutOfFold(self, n_classes, positions)
 
     def mean_of(self, rows: np.ndarray, n_classes: int) -> MeanOfModels[P]:
         """Row blocks of the k models' mean probabilities of ``rows`` (M,) int64: (M, C)."""
@@ -129,12 +133,15 @@ class FoldModels(Generic[P]):
 class OutOfFold(Generic[P]):
     """:class:`core.sparse_labels.RowBlocks` of :meth:`FoldModels.out_of_fold`; a block holds (rows, C) float32."""
 
-    def __init__(self, folds: FoldModels[P], n_classes: int) -> None:
+    def __init__(self, folds: FoldModels[P], n_classes: int, positions: np.ndarray | None = None) -> None:
         self._folds = folds
-        self.shape = (len(folds.idx), int(n_classes))
+        self._positions = (
+            np.arange(len(folds.idx)) if positions is None else np.asarray(positions, dtype=np.int64)
+        )
+        self.shape = (len(self._positions), int(n_classes))
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        pos = np.arange(self.shape[0])[rows]
+        pos = self._positions[rows]
         out = np.empty((len(pos), self.shape[1]), dtype=np.float32)
         fold = self._folds.fold_of[pos]
         for f in np.unique(fold):
@@ -149,6 +156,16 @@ class MeanOfModels(Generic[P]):
     def __init__(self, models: list[P], rows: np.ndarray, n_classes: int) -> None:
         self._models, self._rows = models, rows
         self.shape = (len(rows), int(n_classes))
+        scorers = [getattr(m, "predict_cells", None) for m in models]
+        if models and all(callable(f) for f in scorers):  # the RowBlocks ``cells`` method
+
+            def cells(labels: Any) -> np.ndarray:
+                out = np.zeros(labels.nnz, dtype=np.float32)
+                for f in scorers:
+                    out += np.asarray(f(self._rows, labels), dtype=np.float32) / len(scorers)  # type: ignore[misc]
+                return out
+
+            self.cells = cells
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         sel = self._rows[rows]

@@ -2,7 +2,8 @@
 
 Three estimates are kept for every class, whichever is used: ``naive`` (the annotated positive
 rate), ``model`` (:func:`core.priors.model_prior` on the ignore-mode model's probabilities of
-images it did not train on, ``--prior-folds`` folds, by the method ``auto`` picks for these labels) and the one ``used`` by the target model's loss
+images it did not train on, ``--prior-folds`` folds, by the method ``auto`` picks for these labels;
+above :data:`PRIOR_SAMPLE_CELLS` cells the rates come from a uniform sample of the images) and the one ``used`` by the target model's loss
 and the ranking (:class:`~app.pipeline.config.PriorSource`: model, naive, or a
 ``Classes,avg_pred`` file, read and checked by :func:`read_prior_file` before any training).
 """
@@ -60,10 +61,35 @@ def read_prior_file(path: Path, data: DatasetArrays) -> np.ndarray:
     return np.asarray(table.prior, dtype=np.float64)
 
 
+#: The prior's unknown-cell rates are estimated on at most this many (image × class) cells: above
+#: it, on a uniform sample of the training images (the counts they scale stay the whole set's).
+#: Reading the temporary model's scores is one pass of O(cells × D); at 2M × 9,605 the whole set
+#: is ten of these. A sample of ~200k images still gives every class ~200k unknown cells.
+PRIOR_SAMPLE_CELLS = 2_000_000_000
+
+
+def prior_sample(
+    n_rows: int, n_classes: int, *, seed: int, max_cells: int = PRIOR_SAMPLE_CELLS
+) -> np.ndarray:
+    """Sorted (m,) int64 positions 0 … n_rows-1 of the images whose scores estimate the prior.
+
+    All of them while ``n_rows × n_classes ≤ max_cells``; else a uniform sample without replacement
+    of ``max_cells // n_classes`` images (at least 1), reproducible from ``seed``.
+    """
+    m = max(1, max_cells // max(n_classes, 1))
+    if n_rows <= m:
+        return np.arange(n_rows, dtype=np.int64)
+    rng = np.random.default_rng([seed, 0x5A3])
+    return np.sort(rng.choice(n_rows, size=m, replace=False)).astype(np.int64)
+
+
 def prior_model_probs(
-    scorer: Scorer, train: np.ndarray, val: np.ndarray, report: Progress
+    scorer: Scorer, train: np.ndarray, val: np.ndarray, report: Progress, *, sample: np.ndarray | None = None
 ) -> tuple[RowBlocks, RowBlocks, Fit]:
     """Probabilities of the temporary ignore-mode model: cross-fitted on ``train``, averaged on ``val``.
+
+    ``sample``: (m,) int64 positions into ``train`` (from :func:`prior_sample`) whose out-of-fold
+    probabilities are returned instead of all of ``train``'s; the models still train on all of it.
 
     ``CycleConfig.prior_folds`` folds when there are at least two training images per fold;
     otherwise (or with ``prior_folds`` = 1) one model trains on all of ``train`` and scores it.
@@ -71,15 +97,20 @@ def prior_model_probs(
     :class:`~app.pipeline.cross_fit.OutOfFold`): no (N, C) matrix is built.
 
     Returns:
-        (float32 (len(train), C) row blocks — each image scored by a model that did not train on it,
-        float32 (len(val), C) row blocks, the last model fitted).
+        (float32 (len(train), C) row blocks — each image scored by a model that did not train on it
+        (len(sample) rows with ``sample``), float32 (len(val), C) row blocks, the last model fitted).
     """
     folds = scorer.config.prior_folds
     c = scorer.data.n_classes
     k = folds if len(train) >= 2 * max(folds, 1) else 1
     if k <= 1:
         fit = train_scorer(scorer, PRIOR_LOSS, train, None, "prior", report)
-        return PredictedRows(fit.predict, train, c), PredictedRows(fit.predict, val, c), fit
+        scored = train if sample is None else train[sample]
+        return (
+            PredictedRows(fit.predict, scored, c),
+            PredictedRows(fit.predict, val, c, fit.predict_cells),
+            fit,
+        )
 
     def fit_fold(rows: np.ndarray, f: int) -> Fit:
         def fold_report(fraction: float, message: str) -> None:
@@ -88,7 +119,7 @@ def prior_model_probs(
         return train_scorer(scorer, PRIOR_LOSS, rows, None, f"prior{f}", fold_report)
 
     models = fit_folds(fit_fold, train, k, seed=scorer.config.seed)
-    return models.out_of_fold(c), models.mean_of(val, c), models.models[-1]
+    return models.out_of_fold(c, sample), models.mean_of(val, c), models.models[-1]
 
 
 def choose_prior(
@@ -123,9 +154,19 @@ def estimate_priors(
     """
     targets = scorer.data.targets.take(train)
     naive = naive_prior(targets)
-    probs, val_probs, fit = prior_model_probs(scorer, train, val, report)
-    report(1.0, "estimating the priors (one pass over the training images)")
-    model, method = model_prior_with_method(probs, targets)
+    sample = prior_sample(
+        len(train), scorer.data.n_classes, seed=scorer.config.seed, max_cells=PRIOR_SAMPLE_CELLS
+    )
+    probs, val_probs, fit = prior_model_probs(scorer, train, val, report, sample=sample)
+    whole = len(sample) == len(train)
+    report(
+        1.0,
+        f"estimating the priors (one pass over {'the' if whole else f'{len(sample):,} sampled'} training images)",
+    )
+    if whole:
+        model, method = model_prior_with_method(probs, targets)
+    else:
+        model, method = model_prior_with_method(probs, targets.take(sample), population=targets)
     used = choose_prior(scorer.config.prior, naive=naive, model=model, file=file_prior)
     validation = validate(val_probs, scorer.data.targets.take(val))
     return Priors(naive, model, used, validation, fit, method.value)
@@ -137,5 +178,6 @@ __all__ = [
     "choose_prior",
     "estimate_priors",
     "prior_model_probs",
+    "prior_sample",
     "read_prior_file",
 ]

@@ -10,8 +10,14 @@ import pytest
 
 from app.pipeline.config import PriorSource
 from app.pipeline.fit import train_scorer
-from app.pipeline.priors import choose_prior, estimate_priors, prior_model_probs, read_prior_file
-from core.priors import model_prior, naive_prior
+from app.pipeline.priors import (
+    choose_prior,
+    estimate_priors,
+    prior_model_probs,
+    prior_sample,
+    read_prior_file,
+)
+from core.priors import model_prior, model_prior_with_method, naive_prior
 from core.ranking import kfold_split
 from tests.app.pipeline.toy import split_rows, toy_arrays, toy_scorer
 
@@ -103,3 +109,35 @@ def test_choose_prior_dispatches_on_the_source() -> None:
     assert choose_prior(PriorSource.FILE, naive=naive, model=model, file=file) is file
     with pytest.raises(ValueError, match="no prior file was read"):
         choose_prior(PriorSource.FILE, naive=naive, model=model, file=None)
+
+
+def test_prior_sample_is_every_image_until_the_cell_budget_then_a_reproducible_uniform_sample() -> None:
+    np.testing.assert_array_equal(prior_sample(50, 4, seed=0, max_cells=200), np.arange(50))
+    s = prior_sample(1_000, 4, seed=3, max_cells=400)
+    assert len(s) == 100 and len(np.unique(s)) == 100 and (np.diff(s) > 0).all() and s.max() < 1_000
+    np.testing.assert_array_equal(prior_sample(1_000, 4, seed=3, max_cells=400), s)
+    assert not np.array_equal(prior_sample(1_000, 4, seed=4, max_cells=400), s)
+    assert len(prior_sample(10, 10**6, seed=0, max_cells=400)) == 1  # at least one image
+
+
+def test_above_the_cell_budget_the_prior_reads_a_sample_of_the_out_of_fold_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer = toy_scorer(tmp_path, prior_folds=2)
+    train, val = split_rows(scorer)
+    sample = prior_sample(len(train), 3, seed=scorer.config.seed, max_cells=3 * (len(train) // 2))
+    full, _, _ = prior_model_probs(scorer, train, val, _quiet)
+    part, _, _ = prior_model_probs(scorer, train, val, _quiet, sample=sample)
+    assert part.shape == (len(sample), 3)
+    np.testing.assert_allclose(
+        part[0 : len(sample)], full[0 : len(train)][sample], rtol=1e-6
+    )  # other block shapes
+
+    monkeypatch.setattr("app.pipeline.priors.PRIOR_SAMPLE_CELLS", 3 * (len(train) // 2))
+    seen: list[str] = []
+    priors = estimate_priors(scorer, train, val, lambda _f, m: seen.append(m))
+    targets = scorer.data.dense_targets(train)
+    want, _ = model_prior_with_method(part, targets[sample], method=priors.method, population=targets)
+    assert any(f"{len(sample):,} sampled training images" in m for m in seen)
+    np.testing.assert_allclose(priors.model, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(priors.naive, naive_prior(targets))  # the counts stay the whole set's
