@@ -111,7 +111,8 @@ def cell_scores(scores: Any, labels: SparseLabels, block_rows: int = 8_192) -> n
 
     Args:
         scores: ``(N, C)`` array or :class:`core.sparse_labels.RowBlocks`, read in blocks of
-            ``block_rows`` rows (each row block once).
+            ``block_rows`` rows (each row block once); row blocks with a ``cells(labels)`` method
+            (float ``(nnz,)`` in CSR order) are asked for the cells alone.
         labels: the cells to read.
 
     Raises:
@@ -120,6 +121,14 @@ def cell_scores(scores: Any, labels: SparseLabels, block_rows: int = 8_192) -> n
     n, c = labels.shape
     if tuple(scores.shape) != (n, c):
         raise ValueError(f"scores has shape {tuple(scores.shape)}, labels {(n, c)}; they must match")
+    cells = getattr(scores, "cells", None)
+    if callable(cells):  # row blocks that can score the cells alone (O(cells), no (N, C) pass)
+        out = np.asarray(cells(labels), dtype=np.float64)
+        if out.shape != (labels.nnz,):
+            raise ValueError(f"scores.cells returned shape {out.shape}, expected ({labels.nnz},)")
+        if out.size and not np.all(np.isfinite(out)):
+            raise ValueError("scores holds NaN or inf at an annotated cell")
+        return out
     out = np.empty(labels.nnz, dtype=np.float64)
     for start, stop in iter_row_blocks(n, block_rows):
         lo, hi = int(labels.indptr[start]), int(labels.indptr[stop])

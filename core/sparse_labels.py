@@ -145,7 +145,9 @@ class RowBlocks(Protocol):
     """A lazily computed ``(N, C)`` float matrix read by row slices (e.g. a model's probabilities).
 
     ``shape`` is ``(N, C)``; ``block[start:stop]`` computes rows ``start:stop`` as a float
-    ``(stop - start, C)`` array. Functions that accept it read each slice once per pass.
+    ``(stop - start, C)`` array. Functions that accept it read each slice once per pass. An
+    implementation may also offer ``cells(labels: SparseLabels) -> (nnz,)``, the values of
+    ``labels``' cells alone in CSR order (:func:`core.metrics.cell_scores` then uses it).
     """
 
     @property

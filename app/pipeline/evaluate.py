@@ -42,7 +42,9 @@ def evaluate(fit: Fit, data: DatasetArrays, val: np.ndarray) -> Validation:
     """Score the validation rows ``val`` (int64) with ``fit`` and measure its partial mAP."""
     if len(val) == 0:
         return Validation(float("nan"), np.full(data.n_classes, np.nan))
-    return validate(PredictedRows(fit.predict, val, data.n_classes), data.targets.take(val))
+    return validate(
+        PredictedRows(fit.predict, val, data.n_classes, fit.predict_cells), data.targets.take(val)
+    )
 
 
 __all__ = ["Validation", "evaluate", "validate"]

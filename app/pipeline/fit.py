@@ -26,11 +26,13 @@ from common.progress import Progress
 from core.data import ImageSource
 from core.losses import loss_from_name
 from core.losses.catalog import LossName
+from core.sparse_labels import SparseLabels
 from core.train import (
     FinetuneConfig,
     HeadConfig,
     finetune,
     predict_head,
+    predict_head_cells,
     predict_images,
     save_head,
     train_head,
@@ -97,11 +99,15 @@ class Fit:
         predict: ``predict(idx)`` → (len(idx), C) float32 probabilities in [0, 1] for dataset rows ``idx``.
         artifacts: JSON-safe: the head or checkpoint path and what ``labelmend predict`` needs.
         seconds: training wall time.
+        predict_cells: ``predict_cells(idx, labels)`` → float32 (nnz,) probabilities of the cells
+            of ``labels`` (rows of ``idx``) alone, O(cells × D); None when the model has no
+            cheaper way than ``predict`` (fine-tuned networks).
     """
 
     predict: Callable[[np.ndarray], np.ndarray]
     artifacts: dict[str, Any]
     seconds: float
+    predict_cells: Callable[[np.ndarray, SparseLabels], np.ndarray] | None = None
 
 
 class PredictedRows:
@@ -116,12 +122,22 @@ class PredictedRows:
         predict: ``predict(rows)`` → (len(rows), C) probabilities (e.g. :attr:`Fit.predict`).
         idx: (n,) int64 dataset rows.
         n_classes: C.
+        cells: :attr:`Fit.predict_cells`, when the model has it: then ``self.cells(labels)``
+            scores ``labels``' cells alone (partial mAP reads only those).
     """
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray, n_classes: int) -> None:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        idx: np.ndarray,
+        n_classes: int,
+        cells: Callable[[np.ndarray, SparseLabels], np.ndarray] | None = None,
+    ) -> None:
         self._predict = predict
         self._idx = np.asarray(idx, dtype=np.int64)
         self.shape = (len(self._idx), int(n_classes))
+        if cells is not None:  # the RowBlocks ``cells`` method: annotated cells alone
+            self.cells = lambda labels: cells(self._idx, labels)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -204,7 +220,10 @@ def _train_head(
     def predict(sel: np.ndarray) -> np.ndarray:
         return predict_head(head, feats[rows[sel]])
 
-    return Fit(predict, {"head": str(path), **meta}, result.seconds)
+    def predict_cells(sel: np.ndarray, labels: SparseLabels) -> np.ndarray:
+        return predict_head_cells(head, feats, labels, rows=rows[sel])
+
+    return Fit(predict, {"head": str(path), **meta}, result.seconds, predict_cells)
 
 
 def _finetune(

@@ -195,6 +195,38 @@ class ClassAwareSelectiveLoss(nn.Module):
                 self.prior_threshold,
             )
 
+    def annotated_part(self) -> ClassAwareSelectiveLoss:
+        """This loss on annotated cells alone: an ``ignore``-mode loss with the same positive and
+        negative terms (alpha, gamma, clip) and no prior, so it accepts ``(cells, 1)`` logits."""
+        return ClassAwareSelectiveLoss(
+            "ignore",
+            gamma_pos=self.gamma_pos,
+            gamma_neg=self.gamma_neg,
+            gamma_unann=self.gamma_unann,
+            alpha_pos=self.alpha_pos,
+            alpha_neg=self.alpha_neg,
+            alpha_unann=self.alpha_unann,
+            clip=self.clip,
+        )
+
+    def with_unknown_weight(self, scale: float) -> ClassAwareSelectiveLoss:
+        """A copy whose unknown cells weigh ``scale`` times as much (``alpha_unann × scale``): the
+        loss of a row sample of share ``1 / scale`` then estimates the unknown term of all rows."""
+        copy = ClassAwareSelectiveLoss(
+            self.mode,
+            gamma_pos=self.gamma_pos,
+            gamma_neg=self.gamma_neg,
+            gamma_unann=self.gamma_unann,
+            alpha_pos=self.alpha_pos,
+            alpha_neg=self.alpha_neg,
+            alpha_unann=self.alpha_unann * scale,
+            clip=self.clip,
+            prior=None if self.prior is None else self.prior.cpu().numpy(),
+            prior_threshold=self.prior_threshold,
+            likelihood_topk=self.likelihood_topk,
+        )
+        return copy
+
     def set_epoch(self, epoch: int) -> None:
         """Accept the current epoch (0-based); this loss does not depend on it."""
         set_epoch_noop(epoch)

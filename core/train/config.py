@@ -16,7 +16,15 @@ from core.data import AugmentConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LBFGS_MAX_MACS", "FinetuneConfig", "HeadConfig", "HeadSolver", "OptimizerName"]
+__all__ = [
+    "BFLOAT16_MIN_CELLS",
+    "LBFGS_MAX_MACS",
+    "FinetuneConfig",
+    "HeadConfig",
+    "HeadPrecision",
+    "HeadSolver",
+    "OptimizerName",
+]
 
 #: ``HeadSolver.AUTO`` picks L-BFGS while one full pass costs at most this many multiply-adds
 #: (N × D × C): about 0.2 s per iteration on two CPU cores, so ~100 iterations stay in seconds.
@@ -39,6 +47,26 @@ class HeadSolver(Choice, kind="head solver", plural="solvers"):
     AUTO = "auto"
     LBFGS = "lbfgs"
     ADAM = "adam"
+
+
+class HeadPrecision(Choice, kind="head precision", plural="precisions"):
+    """The dtype of a head's matrix products while it trains on mini-batches (Adam).
+
+    ``bfloat16`` runs the products under ``torch.autocast`` (weights, optimiser state, loss and
+    predictions stay float32). ``auto``: ``bfloat16`` when the problem is large, N × C ≥
+    :data:`BFLOAT16_MIN_CELLS`, and bfloat16 is fast on the device
+    (:func:`core.device.fast_bfloat16`: AMX CPUs, Ampere+ GPUs), else ``float32`` — so small
+    problems (every study and quality benchmark) train exactly as in float32. L-BFGS heads are
+    always float32 (the line search needs an exact objective).
+    """
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
+#: ``HeadPrecision.AUTO`` switches to bfloat16 at this many training cells (images × classes).
+BFLOAT16_MIN_CELLS: float = 1e9
 
 
 class OptimizerName(StrEnum):
@@ -177,6 +205,12 @@ class HeadConfig(_FromDict):
         standardize: Standardise features with the training mean/std (stored in the head).
         seed: Seed for initialisation and row order.
         device: Where the head trains; ``"cpu"`` by default (it takes seconds there).
+        precision: ``HeadPrecision`` value: ``auto``, ``float32`` or ``bfloat16`` (Adam's products).
+        max_dense_cells: Adam with sparse labels and a loss that trains unknown cells (CSL): at
+            most this many (image × class) cells an epoch get dense logits. Above it, each batch
+            computes every row's annotated cells but the unknown cells of a uniform row share
+            ``max_dense_cells / (N × C)`` only, weighted up by the inverse share (an unbiased
+            estimate of the summed unknown term). 0: always dense.
     """
 
     num_classes: int
@@ -194,9 +228,14 @@ class HeadConfig(_FromDict):
     standardize: bool = True
     seed: int = 0
     device: str = "cpu"
+    precision: str = HeadPrecision.AUTO.value
+    max_dense_cells: float = 2e9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "solver", HeadSolver.from_str(self.solver).value)
+        object.__setattr__(self, "precision", HeadPrecision.from_str(self.precision).value)
+        if self.max_dense_cells < 0:
+            raise ValueError(f"max_dense_cells must be >= 0 (0: always dense), got {self.max_dense_cells}")
         if self.l2 < 0 or self.lbfgs_iters < 1:
             raise ValueError(f"l2 must be >= 0 and lbfgs_iters >= 1, got {self.l2} and {self.lbfgs_iters}")
         for name in ("num_classes", "in_features", "epochs", "batch_size"):
@@ -215,3 +254,11 @@ class HeadConfig(_FromDict):
         macs = float(n_rows) * self.in_features * self.num_classes
         linear = self.hidden == 0 and self.dropout == 0
         return HeadSolver.LBFGS if linear and macs <= LBFGS_MAX_MACS else HeadSolver.ADAM
+
+    def bfloat16_products(self, n_rows: int, fast: bool) -> bool:
+        """Whether Adam's products run in bfloat16 for ``n_rows`` rows (``fast``: the device's
+        bfloat16 is fast, :func:`core.device.fast_bfloat16`); see :class:`HeadPrecision`."""
+        precision = HeadPrecision(self.precision)
+        if precision is not HeadPrecision.AUTO:
+            return precision is HeadPrecision.BFLOAT16
+        return fast and float(n_rows) * self.num_classes >= BFLOAT16_MIN_CELLS

@@ -8,6 +8,7 @@ mini-batches of the in-memory embeddings: seconds for 100k × 512 on two CPU cor
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from core._validation import check_targets
-from core.device import seed_everything, select_device
+from core.device import fast_bfloat16, seed_everything, select_device
 from core.models import CheckpointError, load_checkpoint, save_checkpoint
 from core.sparse_labels import SparseLabels
 from core.train._control import ProgressFn, StopFn, report
@@ -30,7 +31,16 @@ from core.train.schedule import onecycle_lr
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureNorm", "HeadResult", "create_head", "load_head", "predict_head", "save_head", "train_head"]
+__all__ = [
+    "FeatureNorm",
+    "HeadResult",
+    "create_head",
+    "load_head",
+    "predict_head",
+    "predict_head_cells",
+    "save_head",
+    "train_head",
+]
 
 _FORMAT = "labelmend.head"
 _VERSION = 1
@@ -301,6 +311,18 @@ def _fit_adam(
         if y.dense is not None:
             y.dense = y.dense.to(device)
     cells_only = _annotated_cells_only(head, y, loss)
+    share = 1.0 if cells_only else _dense_row_share(head, y, loss, config)
+    sampled = _SampledUnknowns(loss, share) if share < 1.0 else None
+    if sampled is not None:
+        logger.info(
+            "head: unknown cells scored on %.3g of each batch's rows (%d rows × %d classes)",
+            share,
+            n,
+            config.num_classes,
+        )
+    low = config.bfloat16_products(n, fast_bfloat16(device.type))
+    if low:
+        logger.info("head: bfloat16 products (%d rows × %d classes)", n, config.num_classes)
     step = 0
     epoch_losses: list[float] = []
     stopped = False
@@ -319,11 +341,16 @@ def _fit_adam(
             xb = x[idx].to(device, non_blocking=True).float()
             for group in optimizer.param_groups:
                 group["lr"] = onecycle_lr(step, total_steps, config.lr, pct_start=config.pct_start)
-            if cells_only:
-                value = _annotated_cells_loss(head, xb, y.sparse.take(idx.cpu().numpy()), loss, device)  # type: ignore[union-attr]
-            else:
-                yb = y.batch(idx).to(device, non_blocking=True).float()
-                value = loss(head(xb).float(), yb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+                if cells_only:
+                    value = _annotated_cells_loss(head, xb, y.sparse.take(idx.cpu().numpy()), loss, device)  # type: ignore[union-attr]
+                elif sampled is not None:
+                    value = sampled.loss(head, xb, y, idx, device)
+                else:
+                    yb = y.batch(idx).to(device, non_blocking=True).float()
+                    logits = head(xb)
+                    with torch.autocast(device.type, enabled=False):
+                        value = loss(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
@@ -372,11 +399,63 @@ def _annotated_cells_loss(
     last = head[-1]
     rows = torch.from_numpy(labels.row_of_cell()).to(device)
     cols = torch.from_numpy(labels.indices.astype(np.int64)).to(device)
-    z = (h[rows] * last.weight[cols]).sum(dim=1) + last.bias[cols]  # (nnz,) logits
+    z = (h[rows].float() * last.weight[cols].float()).sum(dim=1) + last.bias[cols].float()  # (nnz,) logits
     if labels.nnz == 0:
         return z.sum()  # zero, with a graph: the optimiser still steps, as the dense path does
     target = torch.from_numpy(labels.values).to(device).float()
-    return loss(z.float()[:, None], target[:, None])
+    with torch.autocast(z.device.type, enabled=False):
+        return loss(z[:, None], target[:, None])
+
+
+def _dense_row_share(head: nn.Module, y: _Targets, loss: nn.Module, config: HeadConfig) -> float:
+    """Share of each batch's rows whose unknown cells are scored (1.0: all, the dense path).
+
+    Below 1 only for sparse labels, a head ending in a linear layer, a loss that can split into
+    its annotated and unknown parts (``with_unknown_weight`` / ``annotated_part``: CSL and
+    ``negative``) and N × C above ``config.max_dense_cells``.
+    """
+    if y.sparse is None or not isinstance(head[-1], nn.Linear) or config.max_dense_cells <= 0:
+        return 1.0
+    if getattr(loss, "annotated_only", False):  # nothing to sample: unknown cells add nothing
+        return 1.0
+    if not (
+        callable(getattr(loss, "with_unknown_weight", None))
+        and callable(getattr(loss, "annotated_part", None))
+    ):
+        return 1.0
+    cells = float(len(y.sparse)) * y.sparse.n_classes
+    return 1.0 if cells <= config.max_dense_cells else config.max_dense_cells / cells
+
+
+class _SampledUnknowns:
+    """The batch loss when only a row share of the unknown cells is scored (see ``max_dense_cells``).
+
+    The batch's rows come in random order, so its first ``m = ceil(share × B)`` rows are a uniform
+    sample: they get dense (m, C) logits and the loss with unknown cells weighted ``B / m``; the
+    other rows contribute their annotated cells' terms only (O(cells × D)). In expectation over
+    the sample this is the dense batch loss; the annotated terms are exact.
+    """
+
+    def __init__(self, loss: nn.Module, share: float) -> None:
+        self.base, self.share = loss, share
+        self.annotated = loss.annotated_part()  # type: ignore[operator]
+        self._weighted: dict[tuple[int, int], nn.Module] = {}
+
+    def loss(
+        self, head: nn.Module, xb: torch.Tensor, y: _Targets, idx: torch.Tensor, device: torch.device
+    ) -> torch.Tensor:
+        b = len(idx)
+        m = min(b, max(1, math.ceil(self.share * b)))
+        if (b, m) not in self._weighted:
+            self._weighted[(b, m)] = self.base.with_unknown_weight(b / m).to(device)  # type: ignore[operator]
+        yb = y.batch(idx[:m]).to(device, non_blocking=True).float()
+        logits = head(xb[:m])
+        with torch.autocast(device.type, enabled=False):
+            value = self._weighted[(b, m)](logits.float(), yb)
+        if m < b:
+            rest = y.sparse.take(idx[m:].cpu().numpy())  # type: ignore[union-attr]
+            value = value + _annotated_cells_loss(head, xb[m:], rest, self.annotated, device)
+        return value
 
 
 class _Stopped(Exception):
@@ -507,6 +586,57 @@ def predict_head(
                 torch.sigmoid(logits, out=torch.from_numpy(out[start : start + len(block)]))
             else:
                 out[start : start + len(block)] = torch.sigmoid(logits).cpu().numpy()
+    head.train(was_training)
+    return out
+
+
+def predict_head_cells(
+    head: nn.Module,
+    embeddings: np.ndarray | torch.Tensor,
+    labels: SparseLabels,
+    *,
+    rows: np.ndarray | None = None,
+    block_rows: int = 8_192,
+) -> np.ndarray:
+    """Sigmoid probabilities of ``labels``' cells alone: O(cells × D), no (N, C) logits.
+
+    The logit of cell (i, c) is ``h_i · W_c + b_c`` with ``h`` the features before the last
+    linear layer, so partial mAP and other annotated-cell figures need only these.
+
+    Args:
+        head: a head from ``train_head`` / ``load_head`` ending in ``nn.Linear``.
+        embeddings: (M, D) float features; row i of ``labels`` is ``embeddings[rows[i]]``
+            (``embeddings[i]`` without ``rows``).
+        labels: (N, C) the cells to score (their values are not read).
+        rows: (N,) int64 rows of ``embeddings``, or None.
+        block_rows: rows of ``labels`` per forward pass.
+
+    Returns:
+        float32 (nnz,) in [0, 1], the cells in ``labels``' CSR order.
+
+    Raises:
+        ValueError: the head does not end in a linear layer.
+    """
+    last = head[-1] if isinstance(head, nn.Sequential) else None
+    if not isinstance(last, nn.Linear):
+        raise ValueError("predict_head_cells needs a head ending in nn.Linear (a train_head head)")
+    device = last.weight.device
+    was_training = head.training
+    head.eval()
+    out = np.empty(labels.nnz, dtype=np.float32)
+    n = len(labels)
+    with torch.inference_mode():
+        for start in range(0, n, block_rows):
+            stop = min(n, start + block_rows)
+            lo, hi = int(labels.indptr[start]), int(labels.indptr[stop])
+            if hi == lo:
+                continue
+            sel = np.arange(start, stop) if rows is None else rows[start:stop]
+            h = head[:-1](_as_float_tensor(embeddings[sel]).to(device))
+            r = torch.from_numpy(np.repeat(np.arange(stop - start), np.diff(labels.indptr[start : stop + 1])))
+            c = torch.from_numpy(labels.indices[lo:hi].astype(np.int64))
+            z = (h[r.to(device)] * last.weight[c.to(device)]).sum(dim=1) + last.bias[c.to(device)]
+            out[lo:hi] = torch.sigmoid(z.float()).cpu().numpy()
     head.train(was_training)
     return out
 
