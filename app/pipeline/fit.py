@@ -187,6 +187,10 @@ def train_scorer(
     return _finetune(scorer, loss, idx, tag, report, meta)
 
 
+#: Heads score validation cells alone (:func:`core.train.predict_head_cells`) from this many classes.
+CELLS_ONLY_MIN_CLASSES = 2_048
+
+
 def _train_head(
     scorer: Scorer, loss: nn.Module, idx: np.ndarray, tag: str, report: Progress, meta: dict[str, Any]
 ) -> Fit:
@@ -223,7 +227,10 @@ def _train_head(
     def predict_cells(sel: np.ndarray, labels: SparseLabels) -> np.ndarray:
         return predict_head_cells(head, feats, labels, rows=rows[sel])
 
-    return Fit(predict, {"head": str(path), **meta}, result.seconds, predict_cells)
+    # Scoring cells one by one pays only with many classes: at 600 (bench cycle) the dense pass is
+    # 10x faster (evaluate 0.06 s vs 0.68 s); at 9,605 the cells alone are (evaluate 13.0 s vs 4.0 s).
+    cells = predict_cells if scorer.data.n_classes >= CELLS_ONLY_MIN_CLASSES else None
+    return Fit(predict, {"head": str(path), **meta}, result.seconds, cells)
 
 
 def _finetune(
